@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One-shot set-up for a fresh machine: system TTS engines, then the Python package.
+# Idempotent: skips what is already present. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+
+need_apt=()
+command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+command -v flite >/dev/null 2>&1 || need_apt+=(flite)
+command -v festival >/dev/null 2>&1 || need_apt+=(festival)
+[ -d /usr/share/festival/voices/english/kal_diphone ] || need_apt+=(festvox-kallpc16k)
+[ -d /usr/share/festival/voices/english/ked_diphone ] || need_apt+=(festvox-kdlpc16k)
+[ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] || need_apt+=(festvox-us-slt-hts)
+ldconfig -p 2>/dev/null | grep -q libsndfile || need_apt+=(libsndfile1)
+if [ "${WAKEWORD_UI_DEPS:-0}" = "1" ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+    echo "[setup] installing system packages: ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq || echo "[setup] apt-get update failed; trying install anyway"
+    # One package failing (e.g. a voice missing from the mirror) must not stop the rest.
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null 2>&1 || {
+      for p in "${need_apt[@]}"; do
+        apt-get install -y -qq --no-install-recommends "$p" >/dev/null 2>&1 || echo "[setup] could not install $p; continuing without it"
+      done
+    }
+  else
+    echo "[setup] not root or no apt-get: skipping system packages (${need_apt[*]}); the suite uses whichever TTS engines exist"
+  fi
+fi
+
+echo "[setup] installing the Python package"
+"$PY" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+"$PY" - <<'PYEOF'
+import torch
+assert torch.version.cuda is None, f"expected the CPU build of torch, got CUDA {torch.version.cuda}"
+print(f"[setup] torch {torch.__version__} (CPU build)")
+PYEOF

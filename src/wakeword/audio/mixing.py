@@ -1,0 +1,89 @@
+"""Noise, reverberation and mixing at a target SNR.
+
+All functions take float32 mono at SAMPLE_RATE and an explicit ``numpy.random.Generator`` so every
+draw is reproducible and made per sample.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.signal import fftconvolve
+
+from wakeword.audio.io import SAMPLE_RATE
+
+NOISE_COLOURS = ("white", "pink", "brown", "blue")
+
+
+def power(x: np.ndarray) -> float:
+    """Mean power of a signal (linear)."""
+    return float(np.mean(np.square(x, dtype=np.float64)))
+
+
+def coloured_noise(colour: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian noise with spectral slope: white 0, pink -3 dB/oct, brown -6, blue +3. Unit RMS."""
+    exponents = {"white": 0.0, "pink": -0.5, "brown": -1.0, "blue": 0.5}
+    if colour not in exponents:
+        raise ValueError(f"unknown noise colour '{colour}'; known: {list(exponents)}")
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n)
+    f[0] = f[1] if n > 1 else 1.0
+    spec *= f ** exponents[colour]
+    out = np.fft.irfft(spec, n)
+    return (out / (np.sqrt(np.mean(out**2)) + 1e-12)).astype(np.float32)
+
+
+def mix_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """signal + noise scaled so that 10 log10(P_signal / P_noise) == snr_db.
+
+    The noise is tiled or cut to the signal's length. A silent signal is returned unchanged plus
+    nothing (SNR is undefined for it).
+    """
+    if len(noise) == 0:
+        raise ValueError("empty noise")
+    if len(noise) < len(signal):
+        noise = np.tile(noise, int(np.ceil(len(signal) / len(noise))))
+    noise = noise[: len(signal)]
+    ps, pn = power(signal), power(noise)
+    if ps <= 0 or pn <= 0:
+        return signal.astype(np.float32)
+    scale = np.sqrt(ps / (pn * 10 ** (snr_db / 10)))
+    return (signal + scale * noise).astype(np.float32)
+
+
+def synthetic_rir(rng: np.random.Generator, rt60_s: tuple[float, float] = (0.15, 0.8),
+                  sr: int = SAMPLE_RATE) -> np.ndarray:
+    """A room impulse response: direct path, sparse early reflections, exponentially decaying tail.
+
+    rt60 drawn uniformly in ``rt60_s`` (seconds). Normalised so the direct path has unit amplitude.
+    """
+    rt60 = rng.uniform(*rt60_s)
+    n = int(rt60 * sr)
+    t = np.arange(n) / sr
+    tail = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)  # 60 dB decay at rt60
+    tail *= rng.uniform(0.1, 0.4)
+    early = np.zeros(n)
+    for _ in range(rng.integers(3, 9)):
+        idx = rng.integers(int(0.002 * sr), max(int(0.05 * sr), int(0.002 * sr) + 1))
+        if idx < n:
+            early[idx] += rng.uniform(-0.6, 0.6)
+    rir = tail + early
+    rir[0] = 1.0
+    return rir.astype(np.float32)
+
+
+def reverberate(audio: np.ndarray, rir: np.ndarray) -> np.ndarray:
+    """Convolve with a room response, keep the original length and peak level."""
+    wet = fftconvolve(audio, rir)[: len(audio)]
+    peak_in, peak_out = np.abs(audio).max(), np.abs(wet).max()
+    if peak_out > 0:
+        wet *= peak_in / peak_out
+    return wet.astype(np.float32)
+
+
+def change_speed(audio: np.ndarray, factor: float) -> np.ndarray:
+    """Speed perturbation by resampling (tempo and pitch together, like Kaldi's speed perturb)."""
+    if abs(factor - 1.0) < 1e-3:
+        return audio
+    n_out = max(1, int(round(len(audio) / factor)))
+    x_old = np.arange(len(audio))
+    x_new = np.linspace(0, len(audio) - 1, n_out)
+    return np.interp(x_new, x_old, audio).astype(np.float32)

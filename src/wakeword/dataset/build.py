@@ -1,0 +1,357 @@
+"""The idempotent, resumable data build: plan jobs from a config, run what is missing.
+
+Every job (one TTS rendering, one user file, one noise clip) has an id derived from everything that
+determines its output. Finished clips are appended to the manifest as they complete and failures to
+``skipped.jsonl``, so a killed build resumes exactly where it stopped, and re-running a finished
+build does nothing. Audio is stored once per sha256.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from wakeword.audio.io import SAMPLE_RATE, AudioError, load_audio, quantize_pcm16, save_wav, trim_silence, wav_bytes
+from wakeword.audio.mixing import NOISE_COLOURS, coloured_noise
+from wakeword.audio.tts import Prosody, Voice, available_backends
+from wakeword.dataset.manifest import ClipRow, append_rows, read_manifest
+from wakeword.dataset.text import adversarial_texts, normalise, speech_texts
+
+logger = logging.getLogger(__name__)
+
+AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    phrase: str = "computer"  # the wake phrase, as typed
+    seed: int = 0  # makes the plan (texts, voices, prosody, splits) reproducible
+    n_positive: int = 600  # synthetic positives
+    n_adversarial: int = 600  # near-miss negatives made from the phrase
+    n_speech: int = 400  # general negative speech
+    n_noise: int = 40  # synthetic coloured-noise clips
+    n_babble: int = 20  # babble clips made from the build's own negative speech
+    noise_s: float = 5.0  # seconds per synthetic noise / babble clip
+    engines: tuple[str, ...] = ()  # TTS engines to use; () = every installed one
+    engine_weights: dict = field(default_factory=lambda: {"espeak-ng": 3.0, "flite": 2.0, "festival": 1.0,
+                                                          "piper": 2.0})  # share of clips per engine
+    rate_range: tuple[float, float] = (0.8, 1.3)  # speaking-rate factors drawn per clip
+    pitch_range: tuple[float, float] = (0.75, 1.3)  # pitch factors drawn per clip
+    val_frac: float = 0.15  # fraction of speakers held out for validation
+    test_frac: float = 0.15  # fraction of speakers held out for test
+    positive_dirs: tuple[str, ...] = ()  # user folders of real wake-word recordings
+    negative_dirs: tuple[str, ...] = ()  # user folders of speech / long recordings that are not the phrase
+    noise_dirs: tuple[str, ...] = ()  # user folders of background noise, music
+    window_s: float = 1.0  # classifier window; longer positives are skipped with a reason
+    max_file_s: float = 600.0  # user files are read up to this length
+    chunk_s: float = 10.0  # long user negatives/noise are cut into chunks of this length
+    workers: int = 2  # parallel TTS processes
+    train_speakers: tuple[str, ...] = ("person:piper-joe",)  # always in train (the only neural voice)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown data config keys: {sorted(unknown)}")
+        d = dict(d)
+        for k in ("engines", "train_speakers", "rate_range", "pitch_range", "positive_dirs", "negative_dirs", "noise_dirs"):
+            if k in d and d[k] is not None:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    kind: str  # positive / adversarial / speech / noise
+    label: int
+    engine: str
+    voice: str
+    speaker: str
+    text: str = ""
+    prosody: tuple = ()  # (rate, pitch, variant, noise) for TTS jobs
+    path: str = ""  # user file
+    colour: str = ""  # synthetic noise colour
+    seed: int = 0
+
+
+def _job_id(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _stratum(speaker: str) -> str:
+    return speaker.split(":", 1)[0]
+
+
+def assign_splits(speakers: list[str], cfg: DataConfig) -> dict[str, str]:
+    """Speaker -> split, disjoint by speaker, stratified by speaker family (espeak / person / user / noise).
+
+    Within each family speakers are ordered by a seeded hash; the first ones go to test, the next to
+    val, so every family with 3+ speakers contributes unseen speakers to both held-out splits.
+    """
+    by_stratum: dict[str, list[str]] = {}
+    out = {s: "train" for s in cfg.train_speakers}
+    for s in sorted(set(speakers) - set(out)):
+        by_stratum.setdefault(_stratum(s), []).append(s)
+    out = {}
+    for group in by_stratum.values():
+        group.sort(key=lambda s: hashlib.sha1(f"{cfg.seed}:{s}".encode()).hexdigest())
+        n = len(group)
+        n_test = max(1, round(cfg.test_frac * n)) if n >= 3 else 0
+        n_val = max(1, round(cfg.val_frac * n)) if n >= 3 else 0
+        for i, s in enumerate(group):
+            out[s] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    return out
+
+
+def _speaker_of_file(path: Path, root: Path) -> str:
+    """Speaker id of a user file: Speech-Commands style prefix ('abcd1234_nohash_0'), else its folder."""
+    stem = path.stem
+    if "_nohash_" in stem:
+        return f"user:{stem.split('_nohash_')[0]}"
+    rel = path.relative_to(root)
+    folder = rel.parts[0] if len(rel.parts) > 1 else root.name
+    return f"user:{root.name}/{folder}"
+
+
+def _user_files(dirs: tuple[str, ...]) -> list[tuple[Path, Path]]:
+    out = []
+    for d in dirs:
+        root = Path(d).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"folder not found: {root}")
+        out += [(p, root) for p in sorted(root.rglob("*")) if p.is_file() and p.suffix.lower() in AUDIO_EXTS]
+    return out
+
+
+def plan(cfg: DataConfig) -> list[Job]:
+    """Every job the config asks for (deterministic in cfg)."""
+    rng = random.Random(cfg.seed)
+    backends = available_backends(list(cfg.engines) or None)
+    jobs: list[Job] = []
+    if backends:
+        voices = {b.name: b.voices() for b in backends}
+        variants = {b.name: b.variants() for b in backends}
+        names = [b.name for b in backends if voices[b.name]]
+        weights = [cfg.engine_weights.get(n, 1.0) for n in names]
+
+        def tts_jobs(kind: str, label: int, texts: list[str]) -> None:
+            for i, text in enumerate(texts):
+                engine = rng.choices(names, weights)[0]
+                voice: Voice = voices[engine][i % len(voices[engine])] if kind == "positive" else \
+                    rng.choice(voices[engine])
+                prosody = (round(rng.uniform(*cfg.rate_range), 3), round(rng.uniform(*cfg.pitch_range), 3),
+                           rng.choice(variants[engine]), round(rng.uniform(0.4, 0.9), 3))
+                jid = _job_id(kind, engine, voice.name, text, prosody)
+                jobs.append(Job(jid, kind, label, engine, voice.name, voice.speaker, text, prosody))
+
+        phrase = cfg.phrase.strip()
+        # Punctuation changes the engines' prosody (statement, question, exclamation).
+        styles = [phrase, phrase + ".", phrase + "!", phrase + "?", phrase + ","]
+        tts_jobs("positive", 1, [styles[rng.randrange(len(styles))] for _ in range(cfg.n_positive)])
+        tts_jobs("adversarial", 0, adversarial_texts(phrase, cfg.n_adversarial, cfg.seed))
+        tts_jobs("speech", 0, speech_texts(phrase, cfg.n_speech, cfg.seed))
+    else:
+        logger.warning("no TTS engine is installed: only user folders and noise will be used")
+    for i in range(cfg.n_noise):
+        colour = NOISE_COLOURS[i % len(NOISE_COLOURS)]
+        jobs.append(Job(_job_id("noise", colour, cfg.seed, i, cfg.noise_s), "noise", 0, "synthetic", colour,
+                        f"noise:{colour}-{i % 7}", colour=colour, seed=cfg.seed * 100_003 + i))
+    for dirs, kind, label in ((cfg.positive_dirs, "positive", 1), (cfg.negative_dirs, "speech", 0),
+                              (cfg.noise_dirs, "noise", 0)):
+        for p, root in _user_files(dirs):
+            jobs.append(Job(_job_id("file", kind, str(p.resolve())), kind, label, "user", str(p),
+                            _speaker_of_file(p, root), path=str(p)))
+    return jobs
+
+
+def _render(job: Job, cfg: DataConfig, backends: dict) -> list[np.ndarray]:
+    """Run one job; returns the clips it produced (several for a chunked long file)."""
+    if job.engine == "synthetic":
+        n = int(cfg.noise_s * SAMPLE_RATE)
+        rng = np.random.default_rng(job.seed)
+        return [coloured_noise(job.colour, n, rng) * rng.uniform(0.02, 0.3)]
+    if job.engine == "user":
+        audio = load_audio(job.path, max_seconds=cfg.max_file_s)
+        if float(np.abs(audio).max()) < 1e-4:
+            raise AudioError("digital silence")
+        if job.kind == "positive":
+            if len(audio) > 4 * cfg.window_s * SAMPLE_RATE:
+                raise AudioError(f"positive longer than {4 * cfg.window_s:.1f} s")
+            return [audio]
+        step = int(cfg.chunk_s * SAMPLE_RATE)
+        return [audio[i:i + step] for i in range(0, len(audio), step) if len(audio[i:i + step]) >= SAMPLE_RATE // 4]
+    backend = backends[job.engine]
+    rate, pitch, variant, noise = job.prosody
+    voice = Voice(job.engine, job.voice, job.speaker)
+    audio = trim_silence(backend.synthesize(job.text, voice, Prosody(rate, pitch, variant, noise)))
+    if len(audio) < int(0.15 * SAMPLE_RATE):
+        raise AudioError("engine produced (almost) no speech")
+    if job.kind == "positive" and len(audio) > cfg.window_s * SAMPLE_RATE:
+        raise AudioError(f"positive lasts {len(audio) / SAMPLE_RATE:.2f} s > window {cfg.window_s} s")
+    peak = float(np.abs(audio).max())
+    return [audio * (0.9 / peak)] if peak > 0 else [audio]
+
+
+def _babble_jobs(cfg: DataConfig, rows: list[ClipRow]) -> list[tuple[str, str, list[ClipRow]]]:
+    """Babble clips per split from that split's own speech (so no speaker crosses splits)."""
+    rng = random.Random(cfg.seed + 7)
+    out = []
+    speech = sorted((r for r in rows if r.kind == "speech" and r.engine != "user"), key=lambda r: r.clip_id)
+    if len(speech) < 3:
+        return out
+    for i in range(cfg.n_babble):
+        split = ("train", "train", "train", "val", "test")[i % 5]
+        pool = [r for r in speech if r.split == split]
+        if len(pool) < 3:
+            continue
+        parts = rng.sample(pool, min(len(pool), rng.randint(3, 6)))
+        out.append((_job_id("babble", [p.clip_id for p in parts], cfg.noise_s), split, parts))
+    return out
+
+
+class BuildState:
+    """What is already on disk: manifest ids and hashes, and jobs that were skipped with a reason."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.rows = read_manifest(data_dir)
+        self.done = {r.clip_id.split("#")[0] for r in self.rows}
+        self.shas = {r.sha256: r.clip_id for r in self.rows}
+        self.skip_path = data_dir / "skipped.jsonl"
+        self.skipped: dict[str, dict] = {}
+        if self.skip_path.exists():
+            for line in self.skip_path.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                    self.skipped[rec["job_id"]] = rec
+                except (json.JSONDecodeError, KeyError):
+                    continue
+
+    def skip(self, job_id: str, what: str, reason: str) -> None:
+        rec = {"job_id": job_id, "what": what, "reason": reason}
+        self.skipped[job_id] = rec
+        with open(self.skip_path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    def store(self, job_id: str, clips: list[np.ndarray], make_row) -> int:
+        """Save clips (deduplicated by sha256) and append their rows; returns how many were new."""
+        rows = []
+        for k, audio in enumerate(clips):
+            audio = quantize_pcm16(audio)
+            data = wav_bytes(audio)
+            sha = hashlib.sha256(data).hexdigest()
+            if sha in self.shas:
+                continue
+            rel = f"clips/{sha[:2]}/{sha}.wav"
+            path = self.data_dir / rel
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(data)
+                tmp.replace(path)
+            cid = job_id if len(clips) == 1 else f"{job_id}#{k}"
+            row = make_row(cid, rel, sha, len(audio) / SAMPLE_RATE)
+            rows.append(row)
+            self.shas[sha] = cid
+        if rows:
+            append_rows(self.data_dir, rows)
+            self.rows += rows
+        else:
+            self.skip(job_id, job_id, "duplicate audio (same sha256 already stored)")
+        self.done.add(job_id)
+        return len(rows)
+
+
+def build(cfg: DataConfig, data_dir: str | Path, progress: bool = True) -> dict:
+    """Build (or complete) the data set in ``data_dir``; returns the build report (also written to disk)."""
+    t0 = time.time()
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "data_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    if not cfg.phrase.strip() or not normalise(cfg.phrase):
+        raise ValueError("the wake phrase is empty")
+    state = BuildState(data_dir)
+    jobs = plan(cfg)
+    splits = assign_splits([j.speaker for j in jobs], cfg)
+    backends = {b.name: b for b in available_backends(list(cfg.engines) or None)}
+    todo = [j for j in jobs if j.job_id not in state.done and j.job_id not in state.skipped]
+    logger.info("data build: %d jobs planned, %d to do", len(jobs), len(todo))
+
+    def row_maker(job: Job):
+        src = json.dumps({"engine": job.engine, "prosody": job.prosody} if job.engine not in ("user",)
+                         else {"file": job.path})
+        voice = job.voice + (f"+{job.prosody[2]}" if job.prosody and job.prosody[2] else "")
+        return lambda cid, rel, sha, dur: ClipRow(cid, rel, job.label, job.kind, job.engine, voice, job.speaker,
+                                                  splits[job.speaker], round(dur, 4), sha, job.text, src)
+
+    with ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as pool:
+        futures = {pool.submit(_render, j, cfg, backends): j for j in todo}
+        for fut in tqdm(as_completed(futures), total=len(futures), desc="data build", disable=not progress):
+            job = futures[fut]
+            try:
+                clips = fut.result()
+            except AudioError as exc:
+                state.skip(job.job_id, job.path or f"{job.engine}:{job.voice}:{job.text}", str(exc))
+                continue
+            except Exception as exc:  # an engine crash must not end the build
+                logger.exception("job %s failed", job.job_id)
+                state.skip(job.job_id, job.path or f"{job.engine}:{job.voice}:{job.text}",
+                           f"{type(exc).__name__}: {exc}")
+                continue
+            if not clips:
+                state.skip(job.job_id, job.path, "no usable audio (shorter than 0.25 s)")
+                continue
+            state.store(job.job_id, clips, row_maker(job))
+
+    for bid, split, parts in _babble_jobs(cfg, state.rows):
+        if bid in state.done or bid in state.skipped:
+            continue
+        n = int(cfg.noise_s * SAMPLE_RATE)
+        mix = np.zeros(n, dtype=np.float32)
+        rng = np.random.default_rng(int(bid[:8], 16))
+        for p in parts:
+            a = load_audio(data_dir / p.path)
+            a = np.tile(a, int(np.ceil(n / len(a))))[:n]
+            mix += np.roll(a, int(rng.integers(0, n))) * rng.uniform(0.5, 1.0)
+        mix *= 0.3 / (np.abs(mix).max() + 1e-9)
+        state.store(bid, [mix], lambda cid, rel, sha, dur, parts=parts, split=split: ClipRow(
+            cid, rel, 0, "noise", "synthetic", "babble", f"babble:{split}", split, round(dur, 4), sha, "",
+            json.dumps({"babble_of": [p.clip_id for p in parts]})))
+
+    report = make_report(cfg, state, backends, jobs, time.time() - t0)
+    (data_dir / "build_report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def make_report(cfg: DataConfig, state: BuildState, backends: dict, jobs: list[Job], seconds: float) -> dict:
+    rows = state.rows
+    counts = Counter((r.split, r.kind) for r in rows)
+    return {
+        "phrase": cfg.phrase,
+        "engines_used": sorted(backends),
+        "engines_missing": sorted(set(cfg.engines or ("espeak-ng", "flite", "festival", "piper")) - set(backends)),
+        "clips": len(rows),
+        "hours": round(sum(r.duration_s for r in rows) / 3600, 4),
+        "by_split_kind": {f"{s}/{k}": n for (s, k), n in sorted(counts.items())},
+        "by_engine": dict(Counter(r.engine for r in rows)),
+        "speakers_by_split": {s: sorted({r.speaker for r in rows if r.split == s}) for s in ("train", "val", "test")},
+        "jobs_planned": len(jobs),
+        "skipped": len(state.skipped),
+        "skipped_reasons": dict(Counter(v["reason"].split(":")[0] for v in state.skipped.values())),
+        "skipped_detail": list(state.skipped.values())[:200],
+        "seconds": round(seconds, 1),
+    }

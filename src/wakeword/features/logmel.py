@@ -1,0 +1,110 @@
+"""Log-mel front end: the single feature extractor for training, evaluation, streaming and export.
+
+Frames use ``center=False`` so a frame depends only on the samples it covers: that makes the
+streaming detector compute exactly the frames of the offline one, and the ONNX graph trivially
+exportable.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from wakeword.audio.io import SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate: int = SAMPLE_RATE  # Hz
+    n_fft: int = 400  # samples: 25 ms analysis window
+    hop_length: int = 160  # samples: 10 ms per frame
+    n_mels: int = 40  # mel bands
+    f_min: float = 20.0  # Hz
+    f_max: float = 7600.0  # Hz; below Nyquist so 8 kHz-band-limited speech still fills the top bands
+    window_s: float = 1.0  # seconds of audio the classifier sees at once
+    score_stride: int = 8  # frames between two scores (8 x 10 ms = 80 ms)
+    log_floor: float = 1e-6  # added to mel energy before log
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_s * self.sample_rate))
+
+    @property
+    def window_frames(self) -> int:
+        """Frames in one classifier window (98 for 1 s at 25 ms / 10 ms)."""
+        return n_frames(self.window_samples, self)
+
+    @property
+    def hop_s(self) -> float:
+        """Seconds between two frames."""
+        return self.hop_length / self.sample_rate
+
+    @property
+    def score_hop_s(self) -> float:
+        """Seconds between two scores."""
+        return self.score_stride * self.hop_s
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def n_frames(n_samples: int, cfg: FeatureConfig) -> int:
+    """Number of frames for ``n_samples`` of audio (0 when shorter than one FFT window)."""
+    if n_samples < cfg.n_fft:
+        return 0
+    return 1 + (n_samples - cfg.n_fft) // cfg.hop_length
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + f / 700.0)  # HTK mel scale
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+
+def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
+    """Triangular HTK mel filters, shape (n_mels, n_fft // 2 + 1), each with unit peak."""
+    n_freqs = cfg.n_fft // 2 + 1
+    freqs = np.linspace(0.0, cfg.sample_rate / 2, n_freqs)
+    mels = np.linspace(_hz_to_mel(np.array(cfg.f_min)), _hz_to_mel(np.array(cfg.f_max)), cfg.n_mels + 2)
+    hz = _mel_to_hz(mels)
+    lower, center, upper = hz[:-2, None], hz[1:-1, None], hz[2:, None]
+    up = (freqs[None, :] - lower) / (center - lower)
+    down = (upper - freqs[None, :]) / (upper - center)
+    return np.maximum(0.0, np.minimum(up, down)).astype(np.float32)
+
+
+class LogMel(nn.Module):
+    """Waveform -> log-mel.
+
+    forward(audio: (batch, samples) float32 at cfg.sample_rate) -> (batch, n_mels, frames).
+    Implemented with a framing + matmul DFT instead of torch.stft so the same graph exports to ONNX
+    and runs in onnxruntime without complex numbers.
+    """
+
+    def __init__(self, cfg: FeatureConfig = FeatureConfig()):
+        super().__init__()
+        self.cfg = cfg
+        n = cfg.n_fft
+        window = torch.hann_window(n, periodic=True, dtype=torch.float64)
+        k = torch.arange(n // 2 + 1, dtype=torch.float64)[:, None]
+        t = torch.arange(n, dtype=torch.float64)[None, :]
+        angle = 2 * math.pi * k * t / n
+        # Windowed real DFT as two matrices: (n_freqs, n_fft)
+        self.register_buffer("dft_cos", (torch.cos(angle) * window).float(), persistent=False)
+        self.register_buffer("dft_sin", (-torch.sin(angle) * window).float(), persistent=False)
+        self.register_buffer("mel", torch.from_numpy(mel_filterbank(cfg)), persistent=False)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        if audio.dim() != 2:
+            raise ValueError(f"expected (batch, samples), got shape {tuple(audio.shape)}")
+        frames = audio.unfold(1, self.cfg.n_fft, self.cfg.hop_length)  # (B, T, n_fft)
+        re = frames @ self.dft_cos.T
+        im = frames @ self.dft_sin.T
+        power = re * re + im * im  # (B, T, n_freqs)
+        mel = power @ self.mel.T  # (B, T, n_mels)
+        return torch.log(mel + self.cfg.log_floor).transpose(1, 2)

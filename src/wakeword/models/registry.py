@@ -1,0 +1,58 @@
+"""name -> builder registry, and size/cost counters shared by reports and HPO."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from wakeword.models.mobilenetv3 import MobileNetV3, StudentConfig
+
+_BUILDERS: dict[str, Callable[[dict], nn.Module]] = {}
+
+
+def register(name: str, builder: Callable[[dict], nn.Module]) -> None:
+    _BUILDERS[name] = builder
+
+
+def build_model(name: str, params: dict) -> nn.Module:
+    """Build a registered architecture from its (serialisable) parameters."""
+    if name not in _BUILDERS:
+        raise KeyError(f"unknown model '{name}'; known: {sorted(_BUILDERS)}")
+    return _BUILDERS[name](params)
+
+
+register("mobilenetv3", lambda p: MobileNetV3(StudentConfig.from_dict(p)))
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, example: torch.Tensor) -> int:
+    """Multiply-accumulates of one forward pass on ``example`` (conv and linear layers)."""
+    total = 0
+
+    def conv_hook(m: nn.Conv2d, _inp, out):
+        nonlocal total
+        k = m.kernel_size[0] * m.kernel_size[1]
+        total += out.numel() // out.shape[0] * (m.in_channels // m.groups) * k
+
+    def linear_hook(m: nn.Linear, _inp, out):
+        nonlocal total
+        total += out.numel() // out.shape[0] * m.in_features
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(example[:1])
+    model.train(was_training)
+    for h in hooks:
+        h.remove()
+    return total
