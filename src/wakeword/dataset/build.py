@@ -106,7 +106,6 @@ def assign_splits(speakers: list[str], cfg: DataConfig) -> dict[str, str]:
     out = {s: "train" for s in cfg.train_speakers}
     for s in sorted(set(speakers) - set(out)):
         by_stratum.setdefault(_stratum(s), []).append(s)
-    out = {}
     for group in by_stratum.values():
         group.sort(key=lambda s: hashlib.sha1(f"{cfg.seed}:{s}".encode()).hexdigest())
         n = len(group)

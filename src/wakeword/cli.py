@@ -1,0 +1,248 @@
+"""Thin command line: parse, build a config, call the library."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+logger = logging.getLogger("wakeword")
+
+
+def _load_yaml(path: str | None, section: str) -> dict:
+    if not path:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"error: config file not found: {p}")
+    doc = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(doc, dict):
+        raise SystemExit(f"error: {p} must hold a mapping with sections like '{section}:'")
+    return dict(doc.get(section, {}) or {})
+
+
+def _set(d: dict, key: str, value) -> None:
+    if value is not None and value != () and value != []:
+        d[key] = value
+
+
+# ---------------------------------------------------------------- data
+def cmd_data_build(a: argparse.Namespace) -> int:
+    from wakeword.dataset.build import DataConfig, build
+
+    d = _load_yaml(a.config, "data")
+    _set(d, "phrase", a.phrase)
+    _set(d, "seed", a.seed)
+    _set(d, "n_positive", a.n_positive)
+    _set(d, "n_adversarial", a.n_adversarial)
+    _set(d, "n_speech", a.n_speech)
+    _set(d, "n_noise", a.n_noise)
+    _set(d, "engines", a.engines.split(",") if a.engines else None)
+    _set(d, "workers", a.workers)
+    for key, dirs in (("positive_dirs", a.positive_dir), ("negative_dirs", a.negative_dir), ("noise_dirs", a.noise_dir)):
+        _set(d, key, list(d.get(key, [])) + list(dirs or []))
+    report = build(DataConfig.from_dict(d), a.out, progress=not a.quiet)
+    brief = {k: report[k] for k in ("phrase", "engines_used", "engines_missing", "clips", "hours", "skipped",
+                                    "skipped_reasons", "by_split_kind", "seconds")}
+    print(json.dumps(brief, indent=2))
+    print(f"manifest: {Path(a.out) / 'manifest.csv'}  report: {Path(a.out) / 'build_report.json'}")
+    return 0
+
+
+# ---------------------------------------------------------------- train
+def _train_config(a: argparse.Namespace):
+    from wakeword.training.fit import TrainConfig
+
+    d = _load_yaml(a.config, "train")
+    for key in ("epochs", "steps_per_epoch", "batch_size", "lr", "seed", "device", "init_from"):
+        _set(d, key, getattr(a, key, None))
+    return TrainConfig.from_dict(d)
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from wakeword.training.fit import fit
+
+    summary = fit(_train_config(a), a.data, a.out, resume=not a.no_resume, progress=not a.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+# ---------------------------------------------------------------- eval
+def _eval_sets(a: argparse.Namespace) -> list:
+    from wakeword.evaluation.evaluate import EvalSet
+
+    sets = []
+    if a.data:
+        sets.append(EvalSet.from_split(a.data, a.split))
+    for y in a.set or []:
+        sets.append(EvalSet.from_yaml(y))
+    if a.positives or a.negatives:
+        sets.append(EvalSet.from_dirs("folders", a.positives or [], a.negatives or []))
+    if not sets:
+        raise SystemExit("error: give --data (test split), --set YAML, or --positives/--negatives folders")
+    return sets
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from wakeword.evaluation.evaluate import evaluate, markdown_table
+    from wakeword.inference import Detector
+
+    det = Detector.load(a.model)
+    report = evaluate(det, _eval_sets(a), a.out, max_fpr=a.max_fpr, threshold=a.threshold, progress=not a.quiet)
+    print(markdown_table(report))
+    print(f"report: {Path(a.out) / 'report.json'}  plots: {Path(a.out) / 'det.png'}, {Path(a.out) / 'roc.png'}")
+    return 0
+
+
+# ---------------------------------------------------------------- export
+def cmd_export(a: argparse.Namespace) -> int:
+    from wakeword.export import export_onnx
+    from wakeword.training.checkpoint import load_checkpoint, model_from_checkpoint
+
+    ckpt = load_checkpoint(a.model)
+    path = export_onnx(model_from_checkpoint(ckpt), a.out, metadata={"metrics": ckpt.get("metrics", {})})
+    print(f"wrote {path} ({path.stat().st_size / 1024:.1f} KiB)")
+    return 0
+
+
+# ---------------------------------------------------------------- score
+def cmd_score(a: argparse.Namespace) -> int:
+    from wakeword.audio.io import AudioError, load_audio
+    from wakeword.evaluation.metrics import detect_events
+
+    if a.model.endswith(".onnx"):
+        from wakeword.export import OnnxDetector
+
+        onnx_det = OnnxDetector(a.model)
+        hop = onnx_det.stride_samples / onnx_det.features["sample_rate"]
+        window_s = onnx_det.features["window_s"]
+
+        def score(audio):
+            return onnx_det.score_track(audio)
+    else:
+        from wakeword.inference import Detector
+
+        det = Detector.load(a.model)
+        hop, window_s = det.hop_s, det.feat.window_s
+
+        def score(audio):
+            return det.score_track(audio)[0]
+
+    results, failed = [], 0
+    for f in a.files:
+        try:
+            audio = load_audio(f)
+        except AudioError as exc:
+            results.append({"file": f, "error": str(exc)})
+            failed += 1
+            continue
+        s = score(audio)
+        times = detect_events(s, a.threshold, hop, a.refractory)
+        results.append({"file": f, "max_score": round(float(s.max()), 4),
+                        "events_s": [round(float(t) + window_s, 2) for t in times]})
+    if a.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            if "error" in r:
+                print(f"{r['file']}\tERROR {r['error']}")
+            else:
+                ev = ", ".join(f"{t:.2f}s" for t in r["events_s"]) or "-"
+                print(f"{r['file']}\tmax={r['max_score']:.4f}\tevents: {ev}")
+    return 1 if failed == len(a.files) else 0
+
+
+# ---------------------------------------------------------------- demo
+def cmd_demo(a: argparse.Namespace) -> int:
+    from wakeword.pipeline import run_demo
+
+    report_path = run_demo(a.config, a.out, progress=not a.quiet)
+    print(f"\nDemo finished. Report: {report_path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="wakeword", description="Train custom wake-word detectors of very high precision.")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    data = sub.add_parser("data", help="data set commands").add_subparsers(dest="data_cmd", required=True)
+    b = data.add_parser("build", help="synthesise / collect clips and write the manifest (resumable)")
+    b.add_argument("--config", help="YAML with a 'data:' section")
+    b.add_argument("--out", required=True, help="data folder")
+    b.add_argument("--phrase")
+    b.add_argument("--seed", type=int)
+    b.add_argument("--n-positive", type=int)
+    b.add_argument("--n-adversarial", type=int)
+    b.add_argument("--n-speech", type=int)
+    b.add_argument("--n-noise", type=int)
+    b.add_argument("--engines", help="comma-separated subset of espeak-ng,flite,festival,piper")
+    b.add_argument("--workers", type=int)
+    b.add_argument("--positive-dir", action="append", help="folder of real wake-word recordings (repeatable)")
+    b.add_argument("--negative-dir", action="append", help="folder of non-wake-word audio (repeatable)")
+    b.add_argument("--noise-dir", action="append", help="folder of background noise (repeatable)")
+    b.set_defaults(func=cmd_data_build)
+
+    t = sub.add_parser("train", help="train the student (resumes a killed run)")
+    t.add_argument("--config", help="YAML with a 'train:' section")
+    t.add_argument("--data", required=True)
+    t.add_argument("--out", required=True, help="run folder")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--steps-per-epoch", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device")
+    t.add_argument("--init-from", help="checkpoint to fine-tune from")
+    t.add_argument("--no-resume", action="store_true", help="ignore an existing last.pt")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate on the test split and/or real audio folders")
+    e.add_argument("--model", required=True)
+    e.add_argument("--data", help="data folder whose split to evaluate")
+    e.add_argument("--split", default="test")
+    e.add_argument("--set", action="append", help="evaluation-set YAML (repeatable)")
+    e.add_argument("--positives", action="append", help="folder of positive clips")
+    e.add_argument("--negatives", action="append", help="folder of negative clips / long recordings")
+    e.add_argument("--max-fpr", type=float, default=0.1)
+    e.add_argument("--threshold", type=float, default=0.5)
+    e.add_argument("--out", required=True)
+    e.set_defaults(func=cmd_eval)
+
+    x = sub.add_parser("export", help="export ONNX with the front end inside")
+    x.add_argument("--model", required=True)
+    x.add_argument("--out", required=True)
+    x.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("score", help="score audio files (any rate / channels)")
+    s.add_argument("--model", required=True, help=".pt checkpoint or .onnx export")
+    s.add_argument("files", nargs="+")
+    s.add_argument("--threshold", type=float, default=0.5)
+    s.add_argument("--refractory", type=float, default=1.0, help="seconds")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_score)
+
+    d = sub.add_parser("demo", help="build data, train, evaluate and export with one command")
+    d.add_argument("--config", default=None, help="YAML with data/train/eval sections (default: configs/demo.yaml)")
+    d.add_argument("--out", default="work/demo")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

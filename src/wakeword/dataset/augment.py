@@ -1,0 +1,78 @@
+"""Per-sample waveform augmentation: window placement, speed, reverberation, background at an SNR, gain.
+
+Every draw comes from a generator seeded per sample, so two samples of a batch never share a draw
+and a resumed run replays exactly the same augmentation.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from wakeword.audio.mixing import change_speed, mix_at_snr, reverberate, synthetic_rir
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    background_prob: float = 0.8  # probability of mixing a background noise clip
+    snr_db: tuple[float, float] = (0.0, 25.0)  # SNR range (dB), drawn per sample
+    gain_db: tuple[float, float] = (-20.0, 4.0)  # output gain range (dB), drawn per sample
+    speed_prob: float = 0.5  # probability of speed perturbation
+    speed_range: tuple[float, float] = (0.88, 1.12)  # speed factors
+    rir_prob: float = 0.35  # probability of reverberation
+    rt60_s: tuple[float, float] = (0.15, 0.8)  # synthetic room reverberation time range (s)
+    user_rir_prob: float = 0.5  # when reverberating and user RIRs exist, chance to use one of them
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AugmentConfig:
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)
+
+
+def place(clip: np.ndarray, n: int, rng: np.random.Generator, label: int) -> np.ndarray:
+    """Cut or pad ``clip`` to ``n`` samples without wrap-around.
+
+    A positive shorter than the window is placed at a random offset with the whole word inside;
+    anything longer is randomly cropped (for a positive that is only possible when it barely exceeds).
+    """
+    out = np.zeros(n, dtype=np.float32)
+    if len(clip) <= n:
+        off = int(rng.integers(0, n - len(clip) + 1))
+        out[off:off + len(clip)] = clip
+        return out
+    if label == 1:  # keep the centre of the word; trim evenly-ish from both ends
+        slack = len(clip) - n
+        off = int(rng.integers(slack // 4, slack - slack // 4 + 1))
+    else:
+        off = int(rng.integers(0, len(clip) - n + 1))
+    return clip[off:off + n].copy()
+
+
+def augment_window(clip: np.ndarray, label: int, n: int, cfg: AugmentConfig, rng: np.random.Generator,
+                   noises: list[np.ndarray], rirs: list[np.ndarray]) -> np.ndarray:
+    """One training window (n samples) from one clip, with every draw made for this sample only."""
+    if rng.random() < cfg.speed_prob:
+        sped = change_speed(clip, float(rng.uniform(*cfg.speed_range)))
+        if label == 0 or len(sped) <= n:  # never push a positive out of the window
+            clip = sped
+    x = place(clip, n, rng, label)
+    if rng.random() < cfg.rir_prob:
+        if rirs and rng.random() < cfg.user_rir_prob:
+            rir = rirs[int(rng.integers(len(rirs)))]
+        else:
+            rir = synthetic_rir(rng, cfg.rt60_s)
+        x = reverberate(x, rir)
+    if noises and rng.random() < cfg.background_prob:
+        noise = noises[int(rng.integers(len(noises)))]
+        if len(noise) > n:
+            off = int(rng.integers(0, len(noise) - n + 1))
+            noise = noise[off:off + n]
+        if np.any(x):
+            x = mix_at_snr(x, noise, float(rng.uniform(*cfg.snr_db)))
+        else:
+            x = x + noise[:n] if len(noise) >= n else x
+    x = x * 10 ** (float(rng.uniform(*cfg.gain_db)) / 20)
+    return np.clip(x, -1.0, 1.0).astype(np.float32)

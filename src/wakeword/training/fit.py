@@ -1,0 +1,250 @@
+"""The one training loop. Distillation, mining and HPO plug in here (extra loss terms, init weights,
+configs); there is no second trainer.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, WeightedRandomSampler
+from tqdm import tqdm
+
+from wakeword.dataset.augment import AugmentConfig
+from wakeword.dataset.manifest import ClipRow, read_manifest, select
+from wakeword.dataset.torch_data import TrainWindows, load_clips, load_dir_audio, pad_for_scoring, sample_weights
+from wakeword.evaluation.metrics import eer, pauc
+from wakeword.features.logmel import FeatureConfig
+from wakeword.features.specaugment import SpecAugment, SpecAugmentConfig
+from wakeword.models.kws import WakeWordModel
+from wakeword.models.mobilenetv3 import StudentConfig
+from wakeword.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 12  # passes of steps_per_epoch batches
+    steps_per_epoch: int = 100  # optimizer steps per epoch (sampling is with replacement, class-balanced)
+    batch_size: int = 64  # windows per step
+    lr: float = 3e-3  # peak AdamW learning rate
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    warmup_frac: float = 0.05  # fraction of steps with linear warm-up before the cosine decay
+    seed: int = 0  # seeds weights, sampling and every augmentation draw
+    positive_fraction: float = 0.35  # share of positives among sampled windows
+    adversarial_fraction: float = 0.3  # share of adversarial / hard negatives
+    max_fpr: float = 0.1  # pAUC region used for best-checkpoint selection
+    arch: str = "mobilenetv3"  # registered backbone
+    model: dict = field(default_factory=dict)  # backbone parameters (StudentConfig fields)
+    features: dict = field(default_factory=dict)  # FeatureConfig overrides
+    augment: dict = field(default_factory=dict)  # AugmentConfig overrides
+    specaugment: dict = field(default_factory=dict)  # SpecAugmentConfig overrides
+    noise_dirs: tuple[str, ...] = ()  # extra background-noise folders (augmentation only)
+    rir_dirs: tuple[str, ...] = ()  # room impulse responses to convolve with
+    init_from: str = ""  # checkpoint to fine-tune from (its architecture and front end are kept)
+    num_workers: int = 0  # DataLoader worker processes
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown train config keys: {sorted(unknown)}; known: {sorted(known)}")
+        d = {k: tuple(v) if k in ("noise_dirs", "rir_dirs") else v for k, v in d.items()}
+        return cls(**d)
+
+    def feature_config(self) -> FeatureConfig:
+        return FeatureConfig(**self.features)
+
+
+class LossTerm(Protocol):
+    """An extra loss inside the training step (distillation is one of these).
+
+    Called with the batch audio (B, samples), labels (B,), student log-mel (B, n_mels, frames),
+    logits (B,) and stage features; returns the loss and scalars to log.
+    """
+
+    def __call__(self, audio: torch.Tensor, labels: torch.Tensor, mel: torch.Tensor, logits: torch.Tensor,
+                 stage_feats: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _lr_lambda(total: int, warmup: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+@torch.no_grad()
+def score_clips(model: WakeWordModel, clips: list[np.ndarray], device: torch.device | str = "cpu") -> np.ndarray:
+    """Clip-level scores: each clip padded with silence, scored window by window, max taken."""
+    model.eval()
+    out = np.empty(len(clips), dtype=np.float64)
+    for i, clip in enumerate(clips):
+        audio = torch.from_numpy(pad_for_scoring(clip, model.feat)).to(device)
+        mel = model.frontend(audio[None])[0]
+        out[i] = float(model.score_frames(mel).max())
+    return out
+
+
+def validate(model: WakeWordModel, rows: list[ClipRow], clips: list[np.ndarray], max_fpr: float,
+             device: torch.device | str = "cpu") -> dict[str, float]:
+    labels = np.array([r.label for r in rows])
+    scores = score_clips(model, clips, device)
+    p = pauc(labels, scores, max_fpr)
+    e, _ = eer(labels, scores)
+    return {"val_pauc": p.normalised, "val_pauc_mcclish": p.mcclish, "val_eer": e}
+
+
+def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: bool = True, progress: bool = True,
+        loss_terms: tuple[LossTerm, ...] = (), extra_modules: tuple[nn.Module, ...] = ()) -> dict:
+    """Train a detector on ``data_dir``'s train split, select by val pAUC, write everything to ``run_dir``.
+
+    Files: config.json (resolved), metrics.jsonl (per epoch), tb/ (TensorBoard), last.pt (resume
+    state, every epoch), best.pt (best val pAUC). A killed run continues from last.pt.
+    ``extra_modules`` hold trainable parameters of loss terms (e.g. feature adapters).
+    """
+    run_dir, data_dir = Path(run_dir), Path(data_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = {"train": cfg.to_dict(), "data_dir": str(data_dir.resolve())}
+    cfg_path = run_dir / "config.json"
+    last_path = run_dir / "last.pt"
+    if resume and last_path.exists() and cfg_path.exists():
+        if json.loads(cfg_path.read_text())["train"] != json.loads(json.dumps(cfg.to_dict())):
+            raise ValueError(f"{run_dir} holds a run with a different config; choose another run folder "
+                             "or remove it")
+    cfg_path.write_text(json.dumps(resolved, indent=2))
+
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    device = _device(cfg.device)
+    rows = read_manifest(data_dir)
+    if not rows:
+        raise FileNotFoundError(f"no manifest in {data_dir}: run `wakeword data build` first")
+    train_rows, val_rows = select(rows, "train"), select(rows, "val")
+    for name, rs in (("train", train_rows), ("val", val_rows)):
+        if not any(r.label == 1 for r in rs) or not any(r.label == 0 for r in rs):
+            raise ValueError(f"the {name} split needs both positive and negative clips")
+
+    if cfg.init_from:
+        init = load_checkpoint(cfg.init_from)
+        model = model_from_checkpoint(init)
+        feat = model.feat
+    else:
+        feat = cfg.feature_config()
+        model = WakeWordModel(cfg.arch, asdict(StudentConfig(**cfg.model)) if cfg.arch == "mobilenetv3"
+                              else cfg.model, feat)
+    model.to(device)
+    logger.info("loading %d train and %d val clips", len(train_rows), len(val_rows))
+    train_clips = load_clips(train_rows, data_dir, progress)
+    val_clips = load_clips(val_rows, data_dir, progress)
+    noises = [c for r, c in zip(train_rows, train_clips) if r.kind == "noise"] + load_dir_audio(cfg.noise_dirs)
+    rirs = load_dir_audio(cfg.rir_dirs, max_seconds=2.0)
+    ds = TrainWindows(train_rows, train_clips, feat, AugmentConfig.from_dict(cfg.augment), noises, rirs, cfg.seed)
+    weights = torch.from_numpy(sample_weights(train_rows, cfg.positive_fraction, cfg.adversarial_fraction))
+    specaug = SpecAugment(SpecAugmentConfig(**cfg.specaugment))
+
+    params = list(model.parameters()) + [p for m in extra_modules for p in m.parameters()]
+    for m in extra_modules:
+        m.to(device)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * cfg.steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, max(1, int(cfg.warmup_frac * total))))
+    start_epoch, best, history = 0, -1.0, []
+    if resume and last_path.exists():
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["state_dict"])
+        for m, sd in zip(extra_modules, state.get("extra_modules", [])):
+            m.load_state_dict(sd)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
+        logger.info("resuming %s from epoch %d", run_dir, start_epoch)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run_dir / "tb"))
+    bce = nn.BCEWithLogitsLoss()
+    step = start_epoch * cfg.steps_per_epoch
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        ds.set_epoch(epoch)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        sampler = WeightedRandomSampler(weights, cfg.steps_per_epoch * cfg.batch_size, replacement=True,
+                                        generator=gen)
+        loader = DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+                            drop_last=True)
+        model.train()
+        for m in extra_modules:
+            m.train()
+        sums: dict[str, float] = {}
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        for audio, labels in bar:
+            audio, labels = audio.to(device), labels.to(device).float()
+            with torch.no_grad():
+                mel = model.frontend(audio)
+            mel_aug = specaug(mel, gen)
+            logits, stage_feats = model.backbone.forward_features(mel_aug)
+            loss = bce(logits, labels)
+            logs = {"loss_cls": float(loss)}
+            for term in loss_terms:
+                extra, term_logs = term(audio, labels, mel, logits, stage_feats)
+                loss = loss + extra
+                logs.update(term_logs)
+            logs["loss"] = float(loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            sched.step()
+            step += 1
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v
+                writer.add_scalar(f"train/{k}", v, step)
+            bar.set_postfix(loss=f"{logs['loss']:.3f}")
+        n = max(1, cfg.steps_per_epoch)
+        record = {"epoch": epoch + 1, "step": step, "lr": sched.get_last_lr()[0],
+                  **{f"train_{k}": v / n for k, v in sums.items()}}
+        record.update(validate(model, val_rows, val_clips, cfg.max_fpr, device))
+        record["seconds"] = round(time.time() - t0, 2)
+        history.append(record)
+        for k, v in record.items():
+            if k.startswith("val_"):
+                writer.add_scalar(f"val/{k[4:]}", v, epoch + 1)
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        logger.info("epoch %d: loss %.4f val pAUC %.4f EER %.4f (%.1fs)", epoch + 1, record.get("train_loss", 0),
+                    record["val_pauc"], record["val_eer"], record["seconds"])
+        if record["val_pauc"] > best:
+            best = record["val_pauc"]
+            save_checkpoint(run_dir / "best.pt", model.cpu(), resolved, metrics=record)
+            model.to(device)
+        save_checkpoint(last_path, model.cpu(), resolved, metrics=record, extra={
+            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "best": best,
+            "history": history, "extra_modules": [m.state_dict() for m in extra_modules]})
+        model.to(device)
+    writer.close()
+    best_record = max(history, key=lambda r: r["val_pauc"]) if history else {}
+    summary = {"best": best_record, "best_checkpoint": str(run_dir / "best.pt"), "epochs": len(history)}
+    (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
