@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wakeword", description="Train custom wake-word detectors of very high precision.")
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for inference (default 1: fastest for these small models)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     data = sub.add_parser("data", help="data set commands").add_subparsers(dest="data_cmd", required=True)
@@ -237,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.threads > 0 and args.cmd in ("eval", "score", "export", "demo"):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, KeyError) as exc:

@@ -1,0 +1,55 @@
+import numpy as np
+import soundfile as sf
+import torch
+
+from wakeword.audio.io import load_audio
+from wakeword.features.logmel import FeatureConfig, LogMel, mel_filterbank, n_frames
+from wakeword.features.specaugment import SpecAugment, SpecAugmentConfig
+
+
+def test_logmel_matches_numpy_reference(speech_audio):
+    cfg = FeatureConfig()
+    x = speech_audio[:16000]
+    mel = LogMel(cfg)(torch.from_numpy(x)[None])[0].numpy()
+    n = n_frames(len(x), cfg)
+    assert mel.shape == (cfg.n_mels, n)
+    win = np.hanning(cfg.n_fft + 1)[:-1]  # periodic Hann
+    frames = np.stack([x[i * cfg.hop_length:i * cfg.hop_length + cfg.n_fft] for i in range(n)])
+    power = np.abs(np.fft.rfft(frames * win, axis=1)) ** 2
+    ref = np.log(power @ mel_filterbank(cfg).T + cfg.log_floor).T
+    assert np.allclose(mel, ref, atol=2e-3)
+
+
+def test_mel_from_file_equals_mel_from_array(tmp_path, speech_audio):
+    p = tmp_path / "x.wav"
+    sf.write(p, speech_audio, 16000, subtype="FLOAT")
+    fe = LogMel()
+    a = fe(torch.from_numpy(load_audio(p))[None])
+    b = fe(torch.from_numpy(speech_audio)[None])
+    assert torch.allclose(a, b)
+
+
+def test_frames_constants():
+    cfg = FeatureConfig()
+    assert cfg.window_frames == 1 + (16000 - 400) // 160
+    assert np.isclose(cfg.score_hop_s, 0.08)
+
+
+def test_specaugment_masks_differ_per_sample_and_respect_budget():
+    cfg = SpecAugmentConfig(prob=1.0)
+    sa = SpecAugment(cfg)
+    g = torch.Generator().manual_seed(0)
+    m = sa.masks(8, 40, 98, g)
+    flat = m.reshape(8, -1)
+    assert any(not torch.equal(flat[0], flat[i]) for i in range(1, 8))
+    # Time masks are columns masked across all bands; their total width is capped.
+    time_masked = m.all(dim=1).sum(dim=1)
+    assert int(time_masked.max()) <= int(cfg.max_time_frac * 98)
+    # Not every column of any sample is masked: the word cannot be erased.
+    assert bool((~m.all(dim=1)).any(dim=1).all())
+
+
+def test_specaugment_is_identity_in_eval():
+    sa = SpecAugment().eval()
+    x = torch.randn(2, 40, 98)
+    assert torch.equal(sa(x), x)

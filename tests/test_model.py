@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from wakeword.features.logmel import FeatureConfig
+from wakeword.models import MobileNetV3, StudentConfig, count_macs, count_params
+from wakeword.models.kws import WakeWordModel
+from wakeword.training.checkpoint import load_checkpoint, load_model, save_checkpoint
+
+
+@pytest.mark.parametrize("kw", [{}, {"width": 0.5}, {"depth": 2.0, "kernel": 3}, {"se": False}])
+def test_student_shapes_and_knobs(kw):
+    m = MobileNetV3(StudentConfig(**kw)).eval()
+    x = torch.randn(3, 40, 98)
+    logits, feats = m.forward_features(x)
+    assert logits.shape == (3,)
+    assert len(feats) == len(m.cfg.stages) and all(f.shape[0] == 3 for f in feats)
+    assert count_params(m) > 1000 and count_macs(m, x) > count_params(m)
+
+
+def test_width_changes_cost():
+    x = torch.randn(1, 40, 98)
+    small, big = MobileNetV3(StudentConfig(width=0.5)), MobileNetV3(StudentConfig(width=1.5))
+    assert count_params(small) < count_params(big) and count_macs(small, x) < count_macs(big, x)
+
+
+def test_student_rejects_wrong_input():
+    with pytest.raises(ValueError):
+        MobileNetV3()(torch.randn(2, 32, 98))
+
+
+def test_checkpoint_rebuilds_model(tmp_path):
+    feat = FeatureConfig(n_mels=32)
+    m = WakeWordModel("mobilenetv3", {"width": 0.75}, feat).eval()
+    save_checkpoint(tmp_path / "m.pt", m, {"note": "test"}, metrics={"val_pauc": 0.5})
+    m2 = load_model(tmp_path / "m.pt")
+    assert m2.feat == feat
+    audio = torch.randn(2, feat.window_samples) * 0.1
+    assert torch.allclose(m(audio), m2(audio))
+    assert load_checkpoint(tmp_path / "m.pt")["config"] == {"note": "test"}
+
+
+def test_foreign_checkpoint_is_refused(tmp_path):
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a wakeword checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_onnx_matches_torch_on_real_audio(tmp_path, speech_audio):
+    from wakeword.export import OnnxDetector, export_onnx
+    from wakeword.inference import Detector
+
+    from conftest import responsive_model
+
+    m = responsive_model(speech_audio)
+    path = export_onnx(m, tmp_path / "m.onnx")
+    onnx_scores = OnnxDetector(path).score_track(speech_audio)
+    torch_scores, _ = Detector(m).score_track(speech_audio)
+    assert onnx_scores.shape == torch_scores.shape
+    assert np.abs(onnx_scores - torch_scores).max() < 1e-4
+    assert torch_scores.std() > 1e-4
+
+
+def test_onnx_foreign_model_refused(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from wakeword.export import OnnxDetector
+
+    node = helper.make_node("Identity", ["x"], ["y"])
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(g), tmp_path / "foreign.onnx")
+    with pytest.raises(ValueError, match="not a wakeword ONNX"):
+        OnnxDetector(tmp_path / "foreign.onnx")

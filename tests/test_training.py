@@ -1,0 +1,62 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from wakeword.training.checkpoint import load_checkpoint
+from wakeword.training.fit import TrainConfig, fit
+
+
+def test_fit_writes_metrics_and_checkpoints(tiny_run):
+    lines = [json.loads(x) for x in (tiny_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    for r in lines:
+        assert 0.0 <= r["val_pauc"] <= 1.0 and r["train_loss"] > 0
+    best = load_checkpoint(tiny_run / "best.pt")
+    assert best["metrics"]["val_pauc"] == max(r["val_pauc"] for r in lines)
+    assert best["config"]["train"]["model"] == {"width": 0.5}
+    assert (tiny_run / "tb").is_dir() and json.loads((tiny_run / "config.json").read_text())["train"]["epochs"] == 2
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tiny_data, tmp_path):
+    cfg = TrainConfig(epochs=3, steps_per_epoch=3, batch_size=8, model={"width": 0.5}, seed=3)
+    ref = tmp_path / "ref"
+    fit(cfg, tiny_data, ref, progress=False)
+
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "wakeword.cli", "-q", "train", "--data", str(tiny_data), "--out", str(run),
+           "--epochs", "3", "--steps-per-epoch", "3", "--batch-size", "8", "--seed", "3"]
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text("train:\n  model: {width: 0.5}\n")
+    cmd += ["--config", str(cfg_file)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline and not (run / "last.pt").exists():
+        time.sleep(0.05)
+    assert (run / "last.pt").exists(), "training never checkpointed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = torch.load(run / "last.pt", weights_only=False)["epoch"] + 1
+    if done >= 3:
+        pytest.skip("the run finished before it could be killed")
+    summary = fit(cfg, tiny_data, run, progress=False)  # resumes
+    assert summary["epochs"] == 3
+    a = torch.load(ref / "last.pt", weights_only=False)["state_dict"]
+    b = torch.load(run / "last.pt", weights_only=False)["state_dict"]
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
+
+
+def test_resume_refuses_a_different_config(tiny_run, tiny_data):
+    with pytest.raises(ValueError, match="different config"):
+        fit(TrainConfig(epochs=5, steps_per_epoch=4, batch_size=16), tiny_data, tiny_run, progress=False)
+
+
+def test_unknown_config_key_is_an_error():
+    with pytest.raises(ValueError, match="unknown train config"):
+        TrainConfig.from_dict({"epoch": 3})
