@@ -218,7 +218,7 @@ def _brute_candidates(pos: np.ndarray, streams: list[np.ndarray]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("refractory_s", [0.0, 2.0])
+@pytest.mark.parametrize("refractory_s", [0.0, 0.5, 2.0])
 def test_frr_at_fa_per_hour_matches_brute_force(seed: int, refractory_s: float) -> None:
     rng = np.random.default_rng(seed)
     hop = 0.5
