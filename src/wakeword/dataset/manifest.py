@@ -43,8 +43,8 @@ def read_manifest(data_dir: str | Path) -> list[ClipRow]:
     rows = []
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
-            if not r.get("clip_id"):
-                continue  # a torn last line from a killed writer
+            if not r.get("clip_id") or None in r.values() or len(r.get("sha256") or "") != 64:
+                continue  # a torn line from a killed writer: its job is simply redone
             try:
                 rows.append(ClipRow(**{**r, "label": int(r["label"]), "duration_s": float(r["duration_s"])}))
             except (TypeError, ValueError, KeyError):

@@ -193,6 +193,7 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
         ds.set_epoch(epoch)
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout draws: a resumed epoch replays exactly
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         sampler = WeightedRandomSampler(weights, cfg.steps_per_epoch * cfg.batch_size, replacement=True,
                                         generator=gen)
