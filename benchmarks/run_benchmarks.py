@@ -33,6 +33,10 @@ from wakeword.training.checkpoint import load_model
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process (VmHWM; ru_maxrss would carry the parent's over exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -135,8 +139,8 @@ def main() -> None:
     res["offline_score_track_rtf"] = round((time.perf_counter() - t) / 60, 5)
     res["peak_rss_mb_after_inference"] = round(peak_rss_mb(), 1)
     # Peak memory of training, measured in a fresh process so inference buffers do not count.
-    code = ("import resource, torch; torch.set_num_threads(1); import benchmarks.run_benchmarks as b; "
-            "b.bench_train('cpu', steps=5); print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    code = ("import torch; torch.set_num_threads(1); import benchmarks.run_benchmarks as b; "
+            "b.bench_train('cpu', steps=5); print(b.peak_rss_mb())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
     res["peak_rss_mb_training_batch64"] = float(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None

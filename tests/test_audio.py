@@ -56,3 +56,14 @@ def test_trim_and_reverb_keep_sense():
     rir = synthetic_rir(np.random.default_rng(0))
     wet = reverberate(x, rir)
     assert len(wet) == len(x) and np.isclose(np.abs(wet).max(), np.abs(x).max())
+
+
+def test_band_limit_removes_out_of_band_energy():
+    from wakeword.audio.mixing import band_limit
+
+    t = np.arange(16000) / 16000
+    low, high = np.sin(2 * np.pi * 1000 * t), np.sin(2 * np.pi * 6500 * t)
+    y = band_limit((low + high).astype(np.float32), 100.0, 3400.0)
+    spec = np.abs(np.fft.rfft(y[2000:]))
+    f = np.fft.rfftfreq(len(y) - 2000, 1 / 16000)
+    assert spec[np.argmin(abs(f - 6500))] < 0.01 * spec[np.argmin(abs(f - 1000))]

@@ -78,3 +78,13 @@ def test_bad_user_files_are_skipped_with_reasons(tmp_path):
     for word in ("longer", "cannot decode", "silence", "duplicate"):
         assert word in reasons, (word, reasons)
     assert json.loads((out / "build_report.json").read_text())["skipped"] == report["skipped"]
+
+
+def test_folder_of_another_phrase_is_refused(tmp_path):
+    import pytest
+
+    build(_cfg(n_positive=1, n_adversarial=0, n_speech=0, n_noise=1), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="holds data for the phrase"):
+        build(_cfg(phrase="other words"), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        build(_cfg(phrase=" ?! "), tmp_path / "x", progress=False)

@@ -57,7 +57,7 @@ def test_onnx_matches_torch_on_real_audio(tmp_path, speech_audio):
 
     m = responsive_model(speech_audio)
     path = export_onnx(m, tmp_path / "m.onnx")
-    onnx_scores = OnnxDetector(path).score_track(speech_audio)
+    onnx_scores, _ = OnnxDetector(path).score_track(speech_audio)
     torch_scores, _ = Detector(m).score_track(speech_audio)
     assert onnx_scores.shape == torch_scores.shape
     assert np.abs(onnx_scores - torch_scores).max() < 1e-4
@@ -76,3 +76,18 @@ def test_onnx_foreign_model_refused(tmp_path):
     onnx.save(helper.make_model(g), tmp_path / "foreign.onnx")
     with pytest.raises(ValueError, match="not a wakeword ONNX"):
         OnnxDetector(tmp_path / "foreign.onnx")
+
+
+def test_int8_export_is_smaller_and_close_to_float(tmp_path, speech_audio, tiny_data):
+    from conftest import responsive_model
+
+    from wakeword.export import OnnxDetector, calibration_windows, export_onnx, quantize_int8
+
+    m = responsive_model(speech_audio)
+    f = export_onnx(m, tmp_path / "m.onnx")
+    q = quantize_int8(f, tmp_path / "m.int8.onnx", calibration_windows(tiny_data, m.feat, n=32))
+    assert q.stat().st_size < 0.8 * f.stat().st_size
+    a, _ = OnnxDetector(f).score_track(speech_audio)
+    b, _ = OnnxDetector(q).score_track(speech_audio)
+    assert np.corrcoef(a, b)[0, 1] > 0.9  # quantization noise, not a different model
+    assert OnnxDetector(q).metadata["quantization"]

@@ -99,12 +99,12 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- export
 def cmd_export(a: argparse.Namespace) -> int:
-    from wakeword.export import export_onnx
-    from wakeword.training.checkpoint import load_checkpoint, model_from_checkpoint
+    from wakeword.evaluation.evaluate import EvalSet
+    from wakeword.export import export_model
 
-    ckpt = load_checkpoint(a.model)
-    path = export_onnx(model_from_checkpoint(ckpt), a.out, metadata={"metrics": ckpt.get("metrics", {})})
-    print(f"wrote {path} ({path.stat().st_size / 1024:.1f} KiB)")
+    sets = [EvalSet.from_yaml(y) for y in a.set or []]
+    report = export_model(a.model, a.out, int8=a.int8, data_dir=a.data, eval_sets=sets, progress=not a.quiet)
+    print(json.dumps(report, indent=2))
     return 0
 
 
@@ -121,7 +121,7 @@ def cmd_score(a: argparse.Namespace) -> int:
         window_s = onnx_det.features["window_s"]
 
         def score(audio):
-            return onnx_det.score_track(audio)
+            return onnx_det.score_track(audio)[0]
     else:
         from wakeword.inference import Detector
 
@@ -217,7 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = sub.add_parser("export", help="export ONNX with the front end inside")
     x.add_argument("--model", required=True)
-    x.add_argument("--out", required=True)
+    x.add_argument("--out", required=True, help="output .onnx path (INT8 goes next to it as NAME.int8.onnx)")
+    x.add_argument("--int8", action="store_true", help="also write a static INT8 model and its accuracy report")
+    x.add_argument("--data", help="data folder for calibration and the test split (default: the training data)")
+    x.add_argument("--set", action="append", help="extra evaluation-set YAML for the float-vs-INT8 report")
     x.set_defaults(func=cmd_export)
 
     s = sub.add_parser("score", help="score audio files (any rate / channels)")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wakeword.features.logmel import FeatureConfig
 from wakeword.models.kws import WakeWordModel
 
 logger = logging.getLogger(__name__)
@@ -37,9 +38,13 @@ def export_onnx(model: WakeWordModel, path: str | Path, metadata: dict | None = 
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().cpu()
     example = torch.zeros(1, model.feat.window_samples)
-    torch.onnx.export(_Scorer(model), (example,), str(path), input_names=["audio"], output_names=["score"],
-                      dynamic_axes={"audio": {0: "batch"}, "score": {0: "batch"}}, opset_version=opset,
-                      dynamo=False)
+    model.frontend.dft_in_graph = True  # small file: DFT matrices computed at load, not stored
+    try:
+        torch.onnx.export(_Scorer(model), (example,), str(path), input_names=["audio"], output_names=["score"],
+                          dynamic_axes={"audio": {0: "batch"}, "score": {0: "batch"}}, opset_version=opset,
+                          dynamo=False, do_constant_folding=False)
+    finally:
+        model.frontend.dft_in_graph = False
     proto = onnx.load(str(path))
     meta = {"format": ONNX_FORMAT, "features": json.dumps(model.feat.to_dict()), "arch": model.arch,
             **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
@@ -67,18 +72,118 @@ class OnnxDetector:
         if meta.get("format") != ONNX_FORMAT:
             raise ValueError(f"{path} is not a wakeword ONNX export (no '{ONNX_FORMAT}' metadata)")
         self.features = json.loads(meta["features"])
-        self.window_samples = int(round(self.features["window_s"] * self.features["sample_rate"]))
-        self.stride_samples = self.features["score_stride"] * self.features["hop_length"]
+        self.feat = FeatureConfig(**self.features)
+        self.metadata = {"path": str(path), **{k: v for k, v in meta.items() if k != "features"}}
+        self.window_samples = self.feat.window_samples
+        self.stride_samples = self.feat.score_stride * self.feat.hop_length
 
     def score_windows(self, windows: np.ndarray) -> np.ndarray:
         """windows: (batch, window_samples) float32 -> (batch,) scores."""
         return self.session.run(["score"], {"audio": windows.astype(np.float32)})[0]
 
-    def score_track(self, audio: np.ndarray, batch: int = 64) -> np.ndarray:
+    def score_track(self, audio: np.ndarray, batch: int = 64) -> tuple[np.ndarray, float]:
+        """Same contract as ``Detector.score_track``: (scores (n_windows,), hop_s)."""
         audio = np.asarray(audio, np.float32)
+        if audio.ndim != 1:
+            raise ValueError(f"expected mono audio (samples,), got shape {audio.shape}")
         if len(audio) < self.window_samples:
             audio = np.concatenate([audio, np.zeros(self.window_samples - len(audio), np.float32)])
         n = 1 + (len(audio) - self.window_samples) // self.stride_samples
         idx = np.arange(n)[:, None] * self.stride_samples + np.arange(self.window_samples)[None]
         wins = audio[idx]
-        return np.concatenate([self.score_windows(wins[i:i + batch]) for i in range(0, n, batch)])
+        scores = np.concatenate([self.score_windows(wins[i:i + batch]) for i in range(0, n, batch)])
+        return scores, self.feat.score_hop_s
+
+
+def quantize_int8(float_path: str | Path, out_path: str | Path, calibration: np.ndarray) -> Path:
+    """Post-training static INT8 quantization (per-channel weights) of an exported model.
+
+    calibration: (n, window_samples) float32 audio windows drawn from the training split. Only the
+    network (Conv / Gemm) is quantized; the log-mel front end stays float, since a log of an 8-bit
+    power spectrum would lose the quiet bands the classifier relies on.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    if calibration.ndim != 2 or len(calibration) == 0:
+        raise ValueError("calibration must be a non-empty (n, window_samples) array")
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(calibration.astype(np.float32))
+
+        def get_next(self):
+            x = next(self._it, None)
+            return None if x is None else {"audio": x[None]}
+
+    out_path = Path(out_path)
+    quantize_static(str(float_path), str(out_path), _Reader(), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["Conv", "Gemm"], per_channel=True, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8)
+    src, dst = onnx.load(str(float_path)), onnx.load(str(out_path))
+    del dst.metadata_props[:]
+    for p in src.metadata_props:
+        entry = dst.metadata_props.add()
+        entry.key, entry.value = p.key, p.value
+    entry = dst.metadata_props.add()
+    entry.key, entry.value = "quantization", json.dumps("int8-static-per-channel")
+    onnx.save(dst, str(out_path))
+    return out_path
+
+
+def calibration_windows(data_dir: str | Path, feat: FeatureConfig, n: int = 256, seed: int = 0) -> np.ndarray:
+    """``n`` augmented training windows (the distribution the model saw), for INT8 calibration."""
+    from wakeword.dataset.augment import AugmentConfig
+    from wakeword.dataset.manifest import read_manifest, select
+    from wakeword.dataset.torch_data import TrainWindows, load_clips
+
+    rows = select(read_manifest(data_dir), "train")
+    if not rows:
+        raise FileNotFoundError(f"no training clips in {data_dir} for calibration")
+    rng = np.random.default_rng(seed)
+    rows = [rows[i] for i in rng.choice(len(rows), size=min(n, len(rows)), replace=False)]
+    clips = load_clips(rows, data_dir)
+    noises = [c for r, c in zip(rows, clips) if r.kind == "noise"]
+    ds = TrainWindows(rows, clips, feat, AugmentConfig(), noises, [], seed)
+    return np.stack([ds[i][0].numpy() for i in range(len(ds))])
+
+
+def export_model(checkpoint: str | Path, out: str | Path, int8: bool = False, data_dir: str | Path | None = None,
+                 eval_sets: list | None = None, progress: bool = True) -> dict:
+    """Export float ONNX (and INT8 when asked, with a float-vs-INT8 accuracy report). Returns the report."""
+    from wakeword.training.checkpoint import load_checkpoint, model_from_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt)
+    out = Path(out)
+    float_path = export_onnx(model, out, metadata={"metrics": ckpt.get("metrics", {})})
+    report: dict = {"float": {"path": str(float_path), "kib": round(float_path.stat().st_size / 1024, 1)}}
+    if not int8:
+        return report
+    from wakeword.evaluation.evaluate import EvalSet, load_set_audio, score_set, summarise
+
+    data_dir = Path(data_dir or ckpt.get("config", {}).get("data_dir", ""))
+    int8_path = out.with_name(out.stem + ".int8.onnx")
+    quantize_int8(float_path, int8_path, calibration_windows(data_dir, model.feat))
+    report["int8"] = {"path": str(int8_path), "kib": round(int8_path.stat().st_size / 1024, 1)}
+    sets = [EvalSet.from_split(data_dir, "test")] + list(eval_sets or [])
+    report["accuracy"] = {}
+    for s in sets:
+        pos, neg, skipped = load_set_audio(s, progress)
+        res = {}
+        for name, path in (("float", float_path), ("int8", int8_path)):
+            det = OnnxDetector(path)
+            m = summarise(score_set(det, pos, neg, skipped, progress=progress))
+            res[name] = {"pauc": m["pauc"], "frr_at_0.5_fa_per_hour": m["frr_at_fa_per_hour"]["0.5"]["frr"]}
+        res["pauc_drop_points"] = round(100 * (res["float"]["pauc"] - res["int8"]["pauc"]), 3)
+        res["frr_at_0.5_increase_points"] = round(
+            100 * (res["int8"]["frr_at_0.5_fa_per_hour"] - res["float"]["frr_at_0.5_fa_per_hour"]), 3)
+        report["accuracy"][s.name] = res
+    worst = max(r["pauc_drop_points"] for r in report["accuracy"].values())
+    report["int8_within_0.5_pauc_points"] = bool(worst <= 0.5)
+    if worst > 0.5:
+        logger.warning("INT8 loses %.2f pAUC points (> 0.5): consider the float model or QAT", worst)
+    report_path = out.with_name(out.stem + ".export_report.json")
+    report_path.write_text(json.dumps(report, indent=2))
+    report["report"] = str(report_path)
+    return report

@@ -69,6 +69,7 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True) 
           f"; skipped {data_report['skipped']} ({data_report['skipped_reasons']})",
           f"- best checkpoint: `{summary['best_checkpoint']}` (epoch {summary['best'].get('epoch')}, "
           f"val pAUC {summary['best'].get('val_pauc', float('nan')):.3f})",
+          f"- student: {summary['params']:,} parameters, {summary['macs_per_window'] / 1e6:.2f} M MACs per window",
           f"- ONNX: `{onnx_path}` ({onnx_path.stat().st_size / 1024:.0f} KiB)",
           f"- plots: `{out / 'eval' / 'det.png'}`, `{out / 'eval' / 'roc.png'}`",
           f"- timings (s): {json.dumps({k: round(v, 1) for k, v in times.items()})}", "", table, ""]

@@ -6,7 +6,7 @@ draw is reproducible and made per sample.
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import fftconvolve
+from scipy.signal import butter, fftconvolve, sosfilt
 
 from wakeword.audio.io import SAMPLE_RATE
 
@@ -87,3 +87,16 @@ def change_speed(audio: np.ndarray, factor: float) -> np.ndarray:
     x_old = np.arange(len(audio))
     x_new = np.linspace(0, len(audio) - 1, n_out)
     return np.interp(x_new, x_old, audio).astype(np.float32)
+
+
+def band_limit(audio: np.ndarray, low_hz: float | None, high_hz: float | None, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """4th-order Butterworth high-pass at ``low_hz`` and/or low-pass at ``high_hz`` (None: skip).
+
+    Imitates small microphones, telephone channels and cheap loudspeakers.
+    """
+    out = audio.astype(np.float64)
+    if low_hz:
+        out = sosfilt(butter(4, low_hz, "highpass", fs=sr, output="sos"), out)
+    if high_hz and high_hz < sr / 2:
+        out = sosfilt(butter(4, high_hz, "lowpass", fs=sr, output="sos"), out)
+    return out.astype(np.float32)

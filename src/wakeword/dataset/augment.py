@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from wakeword.audio.mixing import change_speed, mix_at_snr, reverberate, synthetic_rir
+from wakeword.audio.mixing import band_limit, change_speed, mix_at_snr, reverberate, synthetic_rir
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,9 @@ class AugmentConfig:
     rir_prob: float = 0.35  # probability of reverberation
     rt60_s: tuple[float, float] = (0.15, 0.8)  # synthetic room reverberation time range (s)
     user_rir_prob: float = 0.5  # when reverberating and user RIRs exist, chance to use one of them
+    channel_prob: float = 0.3  # probability of a band-limited channel (small mic, phone line)
+    lowpass_hz: tuple[float, float] = (3400.0, 7500.0)  # low-pass cut-off range (Hz)
+    highpass_hz: tuple[float, float] = (60.0, 400.0)  # high-pass cut-off range (Hz)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,6 +68,8 @@ def augment_window(clip: np.ndarray, label: int, n: int, cfg: AugmentConfig, rng
         else:
             rir = synthetic_rir(rng, cfg.rt60_s)
         x = reverberate(x, rir)
+    if rng.random() < cfg.channel_prob:
+        x = band_limit(x, float(rng.uniform(*cfg.highpass_hz)), float(rng.uniform(*cfg.lowpass_hz)))
     if noises and rng.random() < cfg.background_prob:
         noise = noises[int(rng.integers(len(noises)))]
         if len(noise) > n:

@@ -280,9 +280,15 @@ def build(cfg: DataConfig, data_dir: str | Path, progress: bool = True) -> dict:
     t0 = time.time()
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "data_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     if not cfg.phrase.strip() or not normalise(cfg.phrase):
         raise ValueError("the wake phrase is empty")
+    cfg_file = data_dir / "data_config.json"
+    if cfg_file.exists():
+        old = json.loads(cfg_file.read_text()).get("phrase", "")
+        if normalise(old) != normalise(cfg.phrase):
+            raise ValueError(f"{data_dir} holds data for the phrase '{old}', not '{cfg.phrase}': "
+                             "use another folder (its positives would be negatives here)")
+    cfg_file.write_text(json.dumps(cfg.to_dict(), indent=2))
     state = BuildState(data_dir)
     jobs = plan(cfg)
     splits = assign_splits([j.speaker for j in jobs], cfg)

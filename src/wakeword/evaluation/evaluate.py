@@ -193,7 +193,7 @@ def evaluate(detector, sets: list[EvalSet], out_dir: str | Path, max_fpr: float 
         res["top_false_accepts"] = top_false_accepts(sc)
         res["skipped"] = sc.skipped[:50]
         report["sets"][s.name] = res
-        fa, frr = metrics.fa_frr_curve(sc.pos_scores, sc.neg_streams, sc.hop_s, max_fa_per_hour=20.0)[1:]
+        fa, frr = metrics.fa_frr_curve(sc.pos_scores, sc.neg_streams, sc.hop_s, max_fa_per_hour=200.0)[1:]
         det_curves[s.name] = (fa, frr)
         roc[s.name] = (np.r_[np.ones(len(sc.pos_scores)), np.zeros(len(sc.neg_clip_scores))],
                        np.r_[sc.pos_scores, sc.neg_clip_scores])

@@ -98,13 +98,30 @@ class LogMel(nn.Module):
         self.register_buffer("dft_cos", (torch.cos(angle) * window).float(), persistent=False)
         self.register_buffer("dft_sin", (-torch.sin(angle) * window).float(), persistent=False)
         self.register_buffer("mel", torch.from_numpy(mel_filterbank(cfg)), persistent=False)
+        # For export: build the DFT matrices inside the graph from two small index vectors instead of
+        # storing 2 x 201 x 400 floats (640 KB) in the model file.
+        self.dft_in_graph = False
+
+    def _dft(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.dft_in_graph:
+            return self.dft_cos, self.dft_sin
+        n = self.cfg.n_fft
+        # Index vectors derived from the input, so the tracer records ops instead of folding constants.
+        idx = torch.cumsum(torch.ones_like(frames[0, 0, :]), 0) - 1  # 0 .. n_fft-1
+        k = idx[: n // 2 + 1, None]
+        t = idx[None, :]
+        window = 0.5 - 0.5 * torch.cos(2 * math.pi * t / n)  # periodic Hann
+        # (k * t) mod n keeps the angle small, so float32 cos/sin stay exact to ~1e-6.
+        angle = (2 * math.pi / n) * torch.remainder(k * t, n)
+        return torch.cos(angle) * window, -torch.sin(angle) * window
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         if audio.dim() != 2:
             raise ValueError(f"expected (batch, samples), got shape {tuple(audio.shape)}")
         frames = audio.unfold(1, self.cfg.n_fft, self.cfg.hop_length)  # (B, T, n_fft)
-        re = frames @ self.dft_cos.T
-        im = frames @ self.dft_sin.T
+        dft_cos, dft_sin = self._dft(frames)
+        re = frames @ dft_cos.T
+        im = frames @ dft_sin.T
         power = re * re + im * im  # (B, T, n_freqs)
         mel = power @ self.mel.T  # (B, T, n_mels)
         return torch.log(mel + self.cfg.log_floor).transpose(1, 2)

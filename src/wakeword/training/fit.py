@@ -158,6 +158,12 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         feat = cfg.feature_config()
         model = WakeWordModel(cfg.arch, asdict(StudentConfig(**cfg.model)) if cfg.arch == "mobilenetv3"
                               else cfg.model, feat)
+    from wakeword.models.registry import count_macs, count_params
+
+    size = {"params": count_params(model.backbone),
+            "macs_per_window": count_macs(model.backbone, torch.zeros(1, feat.n_mels, feat.window_frames))}
+    logger.info("student: %d parameters, %.2f M multiply-accumulates per %.1f s window", size["params"],
+                size["macs_per_window"] / 1e6, feat.window_s)
     model.to(device)
     logger.info("loading %d train and %d val clips", len(train_rows), len(val_rows))
     train_clips = load_clips(train_rows, data_dir, progress)
@@ -250,6 +256,6 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         model.to(device)
     writer.close()
     best_record = max(history, key=lambda r: r["val_pauc"]) if history else {}
-    summary = {"best": best_record, "best_checkpoint": str(run_dir / "best.pt"), "epochs": len(history)}
+    summary = {"best": best_record, "best_checkpoint": str(run_dir / "best.pt"), "epochs": len(history), **size}
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
