@@ -42,7 +42,7 @@ def export_onnx(model: WakeWordModel, path: str | Path, metadata: dict | None = 
     try:
         torch.onnx.export(_Scorer(model), (example,), str(path), input_names=["audio"], output_names=["score"],
                           dynamic_axes={"audio": {0: "batch"}, "score": {0: "batch"}}, opset_version=opset,
-                          dynamo=False, do_constant_folding=False)
+                          dynamo=False)
     finally:
         model.frontend.dft_in_graph = False
     proto = onnx.load(str(path))
