@@ -50,7 +50,7 @@ class TrainConfig:
     noise_dirs: tuple[str, ...] = ()  # extra background-noise folders (augmentation only)
     rir_dirs: tuple[str, ...] = ()  # room impulse responses to convolve with
     init_from: str = ""  # checkpoint to fine-tune from (its architecture and front end are kept)
-    num_workers: int = 0  # DataLoader worker processes
+    num_workers: int = 1  # DataLoader worker processes (1: augmentation overlaps the step on a 2nd core)
     device: str = "auto"  # "auto", "cpu" or "cuda"
     threads: int = 1  # CPU threads for torch; small convnets train fastest on one (OpenMP barriers
     #                   spin when another process holds the second core: 30x slower measured)
@@ -86,6 +86,10 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def _worker_init(_: int) -> None:
+    torch.set_num_threads(1)  # augmentation is numpy; keep the worker from competing for cores
 
 
 def _lr_lambda(total: int, warmup: int):
@@ -204,7 +208,7 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         sampler = WeightedRandomSampler(weights, cfg.steps_per_epoch * cfg.batch_size, replacement=True,
                                         generator=gen)
         loader = DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                            drop_last=True)
+                            drop_last=True, worker_init_fn=_worker_init, persistent_workers=False)
         model.train()
         for m in extra_modules:
             m.train()
