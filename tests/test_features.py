@@ -53,3 +53,16 @@ def test_specaugment_is_identity_in_eval():
     sa = SpecAugment().eval()
     x = torch.randn(2, 40, 98)
     assert torch.equal(sa(x), x)
+
+
+def test_mel_warp_is_per_sample_and_identity_at_zero():
+    x = torch.randn(4, 40, 98)
+    same = SpecAugment(SpecAugmentConfig(warp=0.0))
+    assert torch.equal(same.warp_mel(x, torch.Generator().manual_seed(0)), x)
+    sa = SpecAugment(SpecAugmentConfig(warp=0.15))
+    y = sa.warp_mel(x.clone(), torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and not torch.allclose(y, x)
+    # one linear ramp along the mel axis stays (nearly) linear after a stretch
+    ramp = torch.arange(40.0)[None, :, None].expand(2, 40, 5)
+    r = sa.warp_mel(ramp, torch.Generator().manual_seed(1))
+    assert torch.allclose(r[:, 0], torch.zeros(2, 5)) and not torch.allclose(r[0], r[1])

@@ -19,6 +19,8 @@ class SpecAugmentConfig:
     freq_masks: int = 2  # frequency masks per sample
     freq_mask_frac: float = 0.12  # max width of one frequency mask, as a fraction of the mel bands
     prob: float = 0.8  # probability that a sample is augmented at all
+    warp: float = 0.0  # max relative stretch of the mel axis per sample (0.1: x0.9..x1.1), a cheap
+    #                    vocal-tract-length perturbation that moves formants without changing tempo
 
 
 class SpecAugment(nn.Module):
@@ -60,9 +62,23 @@ class SpecAugment(nn.Module):
                 mask[b, (f_idx >= s) & (f_idx < s + w), :] = True
         return mask
 
+    def warp_mel(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Stretch each sample's mel axis by its own factor in [1 - warp, 1 + warp] (linear interpolation)."""
+        b, n_mels, _ = x.shape
+        alpha = 1 + (torch.rand(b, generator=generator) * 2 - 1).to(x.device) * self.cfg.warp  # (B,)
+        src = torch.arange(n_mels, device=x.device, dtype=x.dtype)[None, :] / alpha[:, None]  # (B, n_mels)
+        src = src.clamp(0, n_mels - 1)
+        lo = src.floor().long()
+        hi = (lo + 1).clamp(max=n_mels - 1)
+        w = (src - lo.to(x.dtype))[:, :, None]
+        take = lambda idx: torch.gather(x, 1, idx[:, :, None].expand(-1, -1, x.shape[2]))  # noqa: E731
+        return take(lo) * (1 - w) + take(hi) * w
+
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if not self.training:
             return x
+        if self.cfg.warp > 0:
+            x = self.warp_mel(x, generator)
         m = self.masks(x.shape[0], x.shape[1], x.shape[2], generator, x.device)
         fill = x.mean(dim=(1, 2), keepdim=True).expand_as(x)
         return torch.where(m, fill, x)
