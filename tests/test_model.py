@@ -97,3 +97,32 @@ def test_int8_export_is_smaller_and_close_to_float(tmp_path, speech_audio, tiny_
     # An untrained net is a hard case for 8 bits (trained demo model: r = 0.95); an unrelated model gives r ~ 0.
     assert np.corrcoef(a, b)[0, 1] > 0.7
     assert OnnxDetector(q).metadata["quantization"]
+
+
+def test_streaming_onnx_equals_score_track_on_real_audio(tmp_path, speech_audio):
+    import dataclasses
+    import subprocess
+    import sys
+
+    import soundfile as sf
+    from conftest import REPO, responsive_model
+
+    from wakeword.export import OnnxStreamer, export_streaming_onnx, stream_contract
+    from wakeword.inference import Detector
+
+    m = responsive_model(speech_audio)
+    c = stream_contract(m.feat)
+    path = export_streaming_onnx(m, tmp_path / "s.onnx")
+    assert not m.training  # export must leave the model as it found it
+    st = OnnxStreamer(path)
+    online = np.concatenate([st.feed(speech_audio[i:i + 777]) for i in range(0, len(speech_audio), 777)])
+    m.feat = dataclasses.replace(m.feat, score_stride=c["stride"])
+    offline, _ = Detector(m).score_track(speech_audio)
+    assert len(online) == len(offline)
+    assert np.abs(online - offline).max() < 1e-4
+    # The torch-free example runs the same file.
+    wav = tmp_path / "x.wav"
+    sf.write(wav, speech_audio, 16000)
+    out = subprocess.run([sys.executable, str(REPO / "examples" / "onnx_stream.py"), str(path), str(wav),
+                          "--threshold", str(float(np.median(online)))], capture_output=True, text=True)
+    assert out.returncode == 0 and "wake word at" in out.stdout, out.stderr

@@ -103,7 +103,8 @@ def cmd_export(a: argparse.Namespace) -> int:
     from wakeword.export import export_model
 
     sets = [EvalSet.from_yaml(y) for y in a.set or []]
-    report = export_model(a.model, a.out, int8=a.int8, data_dir=a.data, eval_sets=sets, progress=not a.quiet)
+    report = export_model(a.model, a.out, int8=a.int8, data_dir=a.data, eval_sets=sets, progress=not a.quiet,
+                          streaming=a.streaming)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -219,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--model", required=True)
     x.add_argument("--out", required=True, help="output .onnx path (INT8 goes next to it as NAME.int8.onnx)")
     x.add_argument("--int8", action="store_true", help="also write a static INT8 model and its accuracy report")
+    x.add_argument("--streaming", action="store_true",
+                   help="also write NAME.stream.onnx: one hop of audio + state in, score + new state out")
     x.add_argument("--data", help="data folder for calibration and the test split (default: the training data)")
     x.add_argument("--set", action="append", help="extra evaluation-set YAML for the float-vs-INT8 report")
     x.set_defaults(func=cmd_export)

@@ -40,7 +40,7 @@ def export_onnx(model: WakeWordModel, path: str | Path, metadata: dict | None = 
     example = torch.zeros(1, model.feat.window_samples)
     model.frontend.dft_in_graph = True  # small file: DFT matrices computed at load, not stored
     try:
-        torch.onnx.export(_Scorer(model), (example,), str(path), input_names=["audio"], output_names=["score"],
+        torch.onnx.export(_Scorer(model).eval(), (example,), str(path), input_names=["audio"], output_names=["score"],
                           dynamic_axes={"audio": {0: "batch"}, "score": {0: "batch"}}, opset_version=opset,
                           dynamo=False)
     finally:
@@ -117,9 +117,10 @@ def quantize_int8(float_path: str | Path, out_path: str | Path, calibration: np.
             return None if x is None else {"audio": x[None]}
 
     out_path = Path(out_path)
+    frontend_nodes = [n.name for n in onnx.load(str(float_path)).graph.node if "frontend" in n.name]
     quantize_static(str(float_path), str(out_path), _Reader(), quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=["Conv", "Gemm"], per_channel=True, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8)
+                    weight_type=QuantType.QInt8, nodes_to_exclude=frontend_nodes)
     src, dst = onnx.load(str(float_path)), onnx.load(str(out_path))
     del dst.metadata_props[:]
     for p in src.metadata_props:
@@ -149,7 +150,7 @@ def calibration_windows(data_dir: str | Path, feat: FeatureConfig, n: int = 256,
 
 
 def export_model(checkpoint: str | Path, out: str | Path, int8: bool = False, data_dir: str | Path | None = None,
-                 eval_sets: list | None = None, progress: bool = True) -> dict:
+                 eval_sets: list | None = None, progress: bool = True, streaming: bool = False) -> dict:
     """Export float ONNX (and INT8 when asked, with a float-vs-INT8 accuracy report). Returns the report."""
     from wakeword.training.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -158,7 +159,12 @@ def export_model(checkpoint: str | Path, out: str | Path, int8: bool = False, da
     out = Path(out)
     float_path = export_onnx(model, out, metadata={"metrics": ckpt.get("metrics", {})})
     report: dict = {"float": {"path": str(float_path), "kib": round(float_path.stat().st_size / 1024, 1)}}
+    if streaming:
+        sp = export_streaming_onnx(model, out.with_name(out.stem + ".stream.onnx"))
+        report["streaming"] = {"path": str(sp), "kib": round(sp.stat().st_size / 1024, 1),
+                               "contract": stream_contract(model.feat)}
     if not int8:
+        (out.with_name(out.stem + ".export_report.json")).write_text(json.dumps(report, indent=2))
         return report
     from wakeword.evaluation.evaluate import EvalSet, load_set_audio, score_set, summarise
 
@@ -187,3 +193,113 @@ def export_model(checkpoint: str | Path, out: str | Path, int8: bool = False, da
     report_path.write_text(json.dumps(report, indent=2))
     report["report"] = str(report_path)
     return report
+
+
+class _StreamStep(nn.Module):
+    """One streaming step: one hop of new audio + caches -> score of the newest window + new caches.
+
+    audio: (1, chunk) samples, chunk = stride x hop_length; sample_cache: (1, n_fft - hop_length)
+    samples carried over; feature_cache: (1, n_mels, window_frames - stride) frames already
+    computed. Each log-mel frame is computed exactly once.
+    """
+
+    def __init__(self, model: WakeWordModel, stride: int):
+        super().__init__()
+        self.model = model
+        f = model.feat
+        self.w, self.keep = f.window_frames, f.window_frames - stride
+        self.n_cache = f.n_fft - f.hop_length
+
+    def forward(self, audio: torch.Tensor, sample_cache: torch.Tensor, feature_cache: torch.Tensor):
+        x = torch.cat([sample_cache, audio], dim=1)
+        mel = self.model.frontend(x)
+        feats = torch.cat([feature_cache, mel], dim=2)
+        score = torch.sigmoid(self.model.backbone(feats[:, :, -self.w:]))
+        return score, x[:, -self.n_cache:], feats[:, :, -self.keep:]
+
+
+def stream_contract(feat: FeatureConfig) -> dict:
+    """How a host drives the streaming graph so its scores equal ``score_track``'s windows exactly.
+
+    The stride is the largest divisor of the window's frame count not above ``feat.score_stride``
+    (98 frames, stride 8 -> 7 = 70 ms), so every window the graph scores starts on a frame that
+    ``score_track`` (with that stride) also starts a window on. The host puts the first
+    ``sample_cache`` samples of the stream into the sample cache, zeros into the feature cache,
+    then feeds ``chunk`` samples per call and ignores the first ``warmup_calls`` scores (windows
+    that still contain the zero cache). Score i after the warm-up equals score_track's score i.
+    """
+    w = feat.window_frames
+    stride = max(d for d in range(1, feat.score_stride + 1) if w % d == 0)
+    return {"sample_cache": feat.n_fft - feat.hop_length, "feature_cache_frames": w - stride,
+            "chunk": stride * feat.hop_length, "stride": stride, "warmup_calls": w // stride - 1,
+            "n_mels": feat.n_mels, "sample_rate": feat.sample_rate}
+
+
+def export_streaming_onnx(model: WakeWordModel, path: str | Path, metadata: dict | None = None,
+                          opset: int = 18) -> Path:
+    """Write the stateful streaming graph (inputs audio, sample_cache, feature_cache)."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval().cpu()
+    c = stream_contract(model.feat)
+    ex = (torch.zeros(1, c["chunk"]), torch.zeros(1, c["sample_cache"]),
+          torch.zeros(1, c["n_mels"], c["feature_cache_frames"]))
+    model.frontend.dft_in_graph = True
+    try:
+        torch.onnx.export(_StreamStep(model, c["stride"]).eval(), ex, str(path),
+                          input_names=["audio", "sample_cache", "feature_cache"],
+                          output_names=["score", "new_sample_cache", "new_feature_cache"], opset_version=opset,
+                          dynamo=False)
+    finally:
+        model.frontend.dft_in_graph = False
+    proto = onnx.load(str(path))
+    meta = {"format": ONNX_FORMAT + "-streaming", "features": json.dumps(model.feat.to_dict()),
+            "stream": json.dumps(c), "arch": model.arch, **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.save(proto, str(path))
+    return path
+
+
+class OnnxStreamer:
+    """Drives a streaming export with onnxruntime only; feed any chunk sizes, get scores as windows complete."""
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("format") != ONNX_FORMAT + "-streaming":
+            raise ValueError(f"{path} is not a wakeword streaming export")
+        self.c = json.loads(meta["stream"])
+        self.reset()
+
+    def reset(self) -> None:
+        self._pending = np.zeros(0, np.float32)
+        self._samples: np.ndarray | None = None
+        self._feats = np.zeros((1, self.c["n_mels"], self.c["feature_cache_frames"]), np.float32)
+        self._calls = 0
+
+    def feed(self, chunk: np.ndarray) -> np.ndarray:
+        """Append audio (float32 mono at the model's rate); return scores of the windows it completed."""
+        self._pending = np.concatenate([self._pending, np.asarray(chunk, np.float32)])
+        out = []
+        if self._samples is None:
+            if len(self._pending) < self.c["sample_cache"]:
+                return np.zeros(0, np.float32)
+            self._samples = self._pending[None, : self.c["sample_cache"]]
+            self._pending = self._pending[self.c["sample_cache"]:]
+        n = self.c["chunk"]
+        while len(self._pending) >= n:
+            audio, self._pending = self._pending[None, :n], self._pending[n:]
+            score, self._samples, self._feats = self.session.run(
+                None, {"audio": audio, "sample_cache": self._samples, "feature_cache": self._feats})
+            self._calls += 1
+            if self._calls > self.c["warmup_calls"]:
+                out.append(float(score[0]))
+        return np.array(out, np.float32)

@@ -102,14 +102,11 @@ class LogMel(nn.Module):
         # storing 2 x 201 x 400 floats (640 KB) in the model file.
         self.dft_in_graph = False
 
-    def _dft(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if not self.dft_in_graph:
-            return self.dft_cos, self.dft_sin
+    def _dft_in_graph(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = self.cfg.n_fft
-        # Index vectors derived from the input, so the tracer records ops instead of folding constants.
-        idx = torch.cumsum(torch.ones_like(frames[0, 0, :]), 0) - 1  # 0 .. n_fft-1
-        k = idx[: n // 2 + 1, None]
-        t = idx[None, :]
+        # Index vector derived from the input, so the ONNX tracer records ops instead of constants.
+        idx = torch.cumsum(torch.ones_like(audio[0, :n]), 0) - 1  # 0 .. n_fft-1
+        k, t = idx[: n // 2 + 1, None], idx[None, :]
         window = 0.5 - 0.5 * torch.cos(2 * math.pi * t / n)  # periodic Hann
         # (k * t) mod n keeps the angle small, so float32 cos/sin stay exact to ~1e-6.
         angle = (2 * math.pi / n) * torch.remainder(k * t, n)
@@ -119,7 +116,7 @@ class LogMel(nn.Module):
         if audio.dim() != 2:
             raise ValueError(f"expected (batch, samples), got shape {tuple(audio.shape)}")
         frames = audio.unfold(1, self.cfg.n_fft, self.cfg.hop_length)  # (B, T, n_fft)
-        dft_cos, dft_sin = self._dft(frames)
+        dft_cos, dft_sin = self._dft_in_graph(audio) if self.dft_in_graph else (self.dft_cos, self.dft_sin)
         re = frames @ dft_cos.T
         im = frames @ dft_sin.T
         power = re * re + im * im  # (B, T, n_freqs)
