@@ -113,7 +113,7 @@ def test_streaming_onnx_equals_score_track_on_real_audio(tmp_path, speech_audio)
     m = responsive_model(speech_audio)
     c = stream_contract(m.feat)
     path = export_streaming_onnx(m, tmp_path / "s.onnx")
-    assert not m.training  # export must leave the model as it found it
+    assert not m.training  # export must leave the model as it found it (it works on a fused copy)
     st = OnnxStreamer(path)
     online = np.concatenate([st.feed(speech_audio[i:i + 777]) for i in range(0, len(speech_audio), 777)])
     m.feat = dataclasses.replace(m.feat, score_stride=c["stride"])
