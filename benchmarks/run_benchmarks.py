@@ -124,6 +124,21 @@ def main() -> None:
         w = window.numpy()[None]
         res["latency_ms_per_1s_window_batch1_1thread"]["onnxruntime"] = median_ms(lambda: onnx_det.score_windows(w))
 
+        # Streaming graph (one hop + caches per call), onnxruntime only, 1 thread.
+        from wakeword.export import OnnxStreamer, export_streaming_onnx
+
+        sp = export_streaming_onnx(model, Path(d) / "s.onnx")
+        res["onnx_streaming_kib"] = round(sp.stat().st_size / 1024, 1)
+        streamer = OnnxStreamer(sp, threads=1)
+        sig = np.random.default_rng(2).standard_normal(feat.sample_rate * 60).astype(np.float32) * 0.05
+        t = time.perf_counter()
+        for i in range(0, len(sig), 1600):
+            streamer.feed(sig[i:i + 1600])
+        el = time.perf_counter() - t
+        res["onnx_streaming"] = {"audio_s": 60, "real_time_factor": round(el / 60, 5),
+                                 "cpu_s_per_audio_hour": round(el * 60, 1),
+                                 "ms_per_hop": round(1000 * el / (len(sig) // streamer.c["chunk"]), 3),
+                                 "hop_ms": 1000 * streamer.c["chunk"] / feat.sample_rate}
     audio = np.random.default_rng(1).standard_normal(feat.sample_rate * 60).astype(np.float32) * 0.05
     det = Detector(model)
     stream = det.stream()

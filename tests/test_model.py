@@ -95,7 +95,8 @@ def test_int8_export_is_smaller_and_close_to_float(tmp_path, speech_audio, tiny_
     a, _ = OnnxDetector(f).score_track(speech_audio)
     b, _ = OnnxDetector(q).score_track(speech_audio)
     # An untrained net is a hard case for 8 bits (trained demo model: r = 0.95); an unrelated model gives r ~ 0.
-    assert np.corrcoef(a, b)[0, 1] > 0.7
+    r = np.corrcoef(a, b)[0, 1]
+    assert r > 0.7, r
     assert OnnxDetector(q).metadata["quantization"]
 
 

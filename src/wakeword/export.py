@@ -196,7 +196,7 @@ def calibration_windows(data_dir: str | Path, feat: FeatureConfig, n: int = 256,
     from wakeword.dataset.manifest import read_manifest, select
     from wakeword.dataset.torch_data import TrainWindows, load_clips
 
-    rows = select(read_manifest(data_dir), "train")
+    rows = sorted(select(read_manifest(data_dir), "train"), key=lambda r: r.clip_id)
     if not rows:
         raise FileNotFoundError(f"no training clips in {data_dir} for calibration")
     rng = np.random.default_rng(seed)

@@ -149,6 +149,8 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
     rows = read_manifest(data_dir)
     if not rows:
         raise FileNotFoundError(f"no manifest in {data_dir}: run `wakeword data build` first")
+    # Manifest order depends on which build job finished first: sort so sampling is reproducible.
+    rows = sorted(rows, key=lambda r: r.clip_id)
     train_rows, val_rows = select(rows, "train"), select(rows, "val")
     for name, rs in (("train", train_rows), ("val", val_rows)):
         if not any(r.label == 1 for r in rs) or not any(r.label == 0 for r in rs):
