@@ -50,10 +50,10 @@ def test_foreign_checkpoint_is_refused(tmp_path):
 
 
 def test_onnx_matches_torch_on_real_audio(tmp_path, speech_audio):
+    from conftest import responsive_model
+
     from wakeword.export import OnnxDetector, export_onnx
     from wakeword.inference import Detector
-
-    from conftest import responsive_model
 
     m = responsive_model(speech_audio)
     path = export_onnx(m, tmp_path / "m.onnx")

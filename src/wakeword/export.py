@@ -87,9 +87,22 @@ def compact_names(path: str | Path) -> None:
     onnx.save(proto, str(path))
 
 
+def _finish(path: Path, model: WakeWordModel, fmt: str, metadata: dict | None) -> None:
+    """Shorten names and stamp the metadata a runtime checks (format, front-end parameters)."""
+    import onnx
+
+    compact_names(path)
+    proto = onnx.load(str(path))
+    meta = {"format": fmt, "features": json.dumps(model.feat.to_dict()), "arch": model.arch,
+            **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
+    for k, v in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.save(proto, str(path))
+
+
 def export_onnx(model: WakeWordModel, path: str | Path, metadata: dict | None = None, opset: int = 18) -> Path:
     """Write the window scorer as ONNX; returns the path."""
-    import onnx
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,14 +115,7 @@ def export_onnx(model: WakeWordModel, path: str | Path, metadata: dict | None = 
                           dynamo=False)
     finally:
         model.frontend.dft_in_graph = False
-    compact_names(path)
-    proto = onnx.load(str(path))
-    meta = {"format": ONNX_FORMAT, "features": json.dumps(model.feat.to_dict()), "arch": model.arch,
-            **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v
-    onnx.save(proto, str(path))
+    _finish(path, model, ONNX_FORMAT, metadata)
     return path
 
 
@@ -296,7 +302,6 @@ def stream_contract(feat: FeatureConfig) -> dict:
 def export_streaming_onnx(model: WakeWordModel, path: str | Path, metadata: dict | None = None,
                           opset: int = 18) -> Path:
     """Write the stateful streaming graph (inputs audio, sample_cache, feature_cache)."""
-    import onnx
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -312,14 +317,7 @@ def export_streaming_onnx(model: WakeWordModel, path: str | Path, metadata: dict
                           dynamo=False)
     finally:
         model.frontend.dft_in_graph = False
-    compact_names(path)
-    proto = onnx.load(str(path))
-    meta = {"format": ONNX_FORMAT + "-streaming", "features": json.dumps(model.feat.to_dict()),
-            "stream": json.dumps(c), "arch": model.arch, **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
-    for k, v in meta.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v
-    onnx.save(proto, str(path))
+    _finish(path, model, ONNX_FORMAT + "-streaming", {**(metadata or {}), "stream": c})
     return path
 
 

@@ -20,7 +20,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from wakeword.audio.io import SAMPLE_RATE, AudioError, load_audio, quantize_pcm16, save_wav, trim_silence, wav_bytes
+from wakeword.audio.io import (
+    SAMPLE_RATE,
+    AudioError,
+    load_audio,
+    quantize_pcm16,
+    trim_silence,
+    wav_bytes,
+)
 from wakeword.audio.mixing import NOISE_COLOURS, coloured_noise
 from wakeword.audio.tts import Prosody, Voice, available_backends
 from wakeword.dataset.manifest import ClipRow, append_rows, read_manifest

@@ -151,8 +151,8 @@ def summarise(sc: SetScores, max_fpr: float = 0.1, threshold: float = 0.5, refra
     e, e_thr = metrics.eer(labels, scores)
     hours = sum(len(s) for s in sc.neg_streams) * sc.hop_s / 3600
     out = {
-        "n_positive": int(len(sc.pos_scores)),
-        "n_negative_clips": int(len(sc.neg_clip_scores)),
+        "n_positive": len(sc.pos_scores),
+        "n_negative_clips": len(sc.neg_clip_scores),
         "negative_hours": round(hours, 4),
         "pauc": p.normalised,
         "pauc_mcclish": p.mcclish,

@@ -1,7 +1,7 @@
 """name -> builder registry, and size/cost counters shared by reports and HPO."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -19,7 +19,13 @@ from tqdm import tqdm
 
 from wakeword.dataset.augment import AugmentConfig
 from wakeword.dataset.manifest import ClipRow, read_manifest, select
-from wakeword.dataset.torch_data import TrainWindows, load_clips, load_dir_audio, pad_for_scoring, sample_weights
+from wakeword.dataset.torch_data import (
+    TrainWindows,
+    load_clips,
+    load_dir_audio,
+    pad_for_scoring,
+    sample_weights,
+)
 from wakeword.evaluation.metrics import eer, pauc
 from wakeword.features.logmel import FeatureConfig
 from wakeword.features.specaugment import SpecAugment, SpecAugmentConfig
