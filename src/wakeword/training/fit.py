@@ -201,6 +201,8 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
+        # An epoch logged after the last checkpoint is redone: keep the log equal to the checkpoint's history.
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
         logger.info("resuming %s from epoch %d", run_dir, start_epoch)
 
     from torch.utils.tensorboard import SummaryWriter
