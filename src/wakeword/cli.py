@@ -70,6 +70,60 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- teachers and distillation
+def cmd_teacher_train(a: argparse.Namespace) -> int:
+    from wakeword.training.distill import teacher_config
+    from wakeword.training.fit import fit
+
+    d = _load_yaml(a.config, "train")
+    for key in ("epochs", "steps_per_epoch", "batch_size", "lr", "seed", "device"):
+        _set(d, key, getattr(a, key, None))
+    model = dict(d.get("model", {}))
+    _set(model, "preset", a.preset)
+    _set(model, "pretrained", a.pretrained)
+    if a.freeze_feature_encoder:
+        model["freeze_feature_encoder"] = True
+    _set(model, "freeze_layers", a.freeze_layers)
+    if a.kind != "wav2vec2" and (a.pretrained or a.freeze_feature_encoder or a.freeze_layers):
+        raise SystemExit("error: --pretrained / --freeze-* apply to --kind wav2vec2 only")
+    d["model"] = model
+    summary = fit(teacher_config(a.kind, d), a.data, a.out, resume=not a.no_resume, progress=not a.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_distill(a: argparse.Namespace) -> int:
+    from wakeword.training.distill import DistillConfig, distill
+
+    dd = _load_yaml(a.config, "distill")
+    if a.teacher:
+        dd["teachers"] = list(a.teacher)
+    _set(dd, "feature_loss", a.feature_loss)
+    _set(dd, "weighting", a.weighting)
+    if a.cache:
+        dd["cache"] = True
+    summary = distill(_train_config(a), DistillConfig.from_dict(dd), a.data, a.out, resume=not a.no_resume,
+                      progress=not a.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_experiment_distill(a: argparse.Namespace) -> int:
+    from wakeword.experiments import DistillExperiment, distill_experiment, markdown, write_results_section
+
+    exp = DistillExperiment.from_yaml(a.config)
+    if a.seeds:
+        exp = DistillExperiment(**{**exp.__dict__, "seeds": tuple(a.seeds)})
+    results = distill_experiment(exp, a.out, workers=a.workers)
+    command = "wakeword " + " ".join(sys.argv[1:]) if a.command is None else a.command
+    body = markdown(results, command)
+    print(body)
+    if a.results:
+        write_results_section(a.results, body)
+        print(f"written to {a.results}")
+    return 0
+
+
 # ---------------------------------------------------------------- eval
 def _eval_sets(a: argparse.Namespace) -> list:
     from wakeword.evaluation.evaluate import EvalSet
@@ -203,6 +257,52 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-from", help="checkpoint to fine-tune from")
     t.add_argument("--no-resume", action="store_true", help="ignore an existing last.pt")
     t.set_defaults(func=cmd_train)
+
+    te = sub.add_parser("teacher", help="teacher models for distillation").add_subparsers(dest="teacher_cmd",
+                                                                                          required=True)
+    tt = te.add_parser("train", help="train a Wav2Vec2 or Conformer teacher (resumes a killed run)")
+    tt.add_argument("--kind", required=True, choices=["wav2vec2", "conformer"])
+    tt.add_argument("--config", help="YAML with a 'train:' section (model: holds teacher parameters)")
+    tt.add_argument("--data", required=True)
+    tt.add_argument("--out", required=True, help="run folder")
+    tt.add_argument("--preset", help="size preset: tiny, small, base")
+    tt.add_argument("--pretrained", help="wav2vec2: a hub name or local folder for from_pretrained")
+    tt.add_argument("--freeze-feature-encoder", action="store_true", help="wav2vec2: do not train the conv encoder")
+    tt.add_argument("--freeze-layers", type=int, help="wav2vec2: do not train the lowest N transformer layers")
+    tt.add_argument("--epochs", type=int)
+    tt.add_argument("--steps-per-epoch", type=int)
+    tt.add_argument("--batch-size", type=int)
+    tt.add_argument("--lr", type=float)
+    tt.add_argument("--seed", type=int)
+    tt.add_argument("--device")
+    tt.add_argument("--no-resume", action="store_true")
+    tt.set_defaults(func=cmd_teacher_train)
+
+    ds = sub.add_parser("distill", help="train the student with soft labels and features from trained teachers")
+    ds.add_argument("--config", help="YAML with 'train:' and 'distill:' sections")
+    ds.add_argument("--data", required=True)
+    ds.add_argument("--out", required=True, help="run folder")
+    ds.add_argument("--teacher", action="append", help="trained teacher checkpoint (repeatable)")
+    ds.add_argument("--feature-loss", choices=["mse", "cosine", "relational"])
+    ds.add_argument("--weighting", choices=["fixed", "confidence", "correctness"])
+    ds.add_argument("--cache", action="store_true", help="precompute teacher outputs (needs train.augment_draws)")
+    for flag, typ in (("--epochs", int), ("--steps-per-epoch", int), ("--batch-size", int), ("--lr", float),
+                      ("--seed", int)):
+        ds.add_argument(flag, type=typ)
+    ds.add_argument("--device")
+    ds.add_argument("--init-from", help="student checkpoint to start from")
+    ds.add_argument("--no-resume", action="store_true")
+    ds.set_defaults(func=cmd_distill)
+
+    ex = sub.add_parser("experiment", help="measured comparisons").add_subparsers(dest="exp_cmd", required=True)
+    xd = ex.add_parser("distill", help="baseline vs teachers vs distilled students over seeds (resumable)")
+    xd.add_argument("--config", default="configs/distill_experiment.yaml")
+    xd.add_argument("--out", default="work/distill_experiment")
+    xd.add_argument("--seeds", type=int, nargs="+")
+    xd.add_argument("--workers", type=int, default=1, help="runs in parallel (one CPU thread each)")
+    xd.add_argument("--results", help="markdown file whose distillation section is (re)written, e.g. docs/RESULTS.md")
+    xd.add_argument("--command", help=argparse.SUPPRESS)
+    xd.set_defaults(func=cmd_experiment_distill)
 
     e = sub.add_parser("eval", help="evaluate on the test split and/or real audio folders")
     e.add_argument("--model", required=True)

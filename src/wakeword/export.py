@@ -104,6 +104,9 @@ def _finish(path: Path, model: WakeWordModel, fmt: str, metadata: dict | None) -
 def export_onnx(model: WakeWordModel, path: str | Path, metadata: dict | None = None, opset: int = 18) -> Path:
     """Write the window scorer as ONNX; returns the path."""
 
+    if model.input_kind != "mel":
+        raise ValueError(f"ONNX export is for log-mel detectors; '{model.arch}' is a teacher on raw audio "
+                         "(distil a student from it instead)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = fuse_batchnorm(model.cpu())

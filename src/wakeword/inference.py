@@ -74,6 +74,8 @@ class Detector:
         return [Event(float(i * hop + self.feat.window_s), float(scores[i])) for i in idx]
 
     def stream(self) -> StreamingDetector:
+        if self.model.input_kind != "mel":
+            raise ValueError(f"streaming needs a log-mel detector; '{self.model.arch}' reads raw audio")
         return StreamingDetector(self)
 
 

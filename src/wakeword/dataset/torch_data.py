@@ -41,7 +41,7 @@ def load_dir_audio(dirs: tuple[str, ...], max_seconds: float = 60.0) -> list[np.
 
 
 class TrainWindows(Dataset):
-    """Training windows: item (index) -> (audio (samples,), label).
+    """Training windows: item (index) -> (audio (samples,), label, key).
 
     The augmentation generator is seeded by (seed, epoch, index): per sample, reproducible, and
     different every epoch. Call ``set_epoch`` at the start of each epoch.
@@ -61,11 +61,12 @@ class TrainWindows(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """-> (audio (samples,), label, key (2,) = (epoch, index): identifies this exact draw)."""
         rng = np.random.default_rng([self.seed, self.epoch, i])
         x = augment_window(self.clips[i], int(self.labels[i]), self.feat.window_samples, self.aug, rng,
                            self.noises, self.rirs)
-        return torch.from_numpy(x), int(self.labels[i])
+        return torch.from_numpy(x), int(self.labels[i]), torch.tensor([self.epoch, i])
 
 
 def sample_weights(rows: list[ClipRow], positive_fraction: float, adversarial_fraction: float) -> np.ndarray:

@@ -105,6 +105,8 @@ class MobileNetV3(nn.Module):
     for feature-matching distillation.
     """
 
+    input_kind = "mel"
+
     def __init__(self, cfg: StudentConfig = StudentConfig()):
         super().__init__()
         self.cfg = cfg
@@ -129,6 +131,7 @@ class MobileNetV3(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.classifier = nn.Linear(head, 1)
         self.stage_channels = [s[-1].block[-1].num_features for s in self.stages]  # type: ignore[index]
+        self.feature_dims = self.stage_channels
         self._init()
 
     def _init(self) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,7 +23,22 @@ def build_model(name: str, params: dict) -> nn.Module:
     return _BUILDERS[name](params)
 
 
+def _conformer(p: dict) -> nn.Module:
+    from wakeword.models.conformer import Conformer, ConformerConfig
+
+    return Conformer(ConformerConfig.from_dict(p))
+
+
+def _wav2vec2(p: dict) -> nn.Module:
+    from wakeword.models.wav2vec2 import Wav2Vec2Teacher  # imports transformers: only when asked for
+
+    return Wav2Vec2Teacher(p)
+
+
 register("mobilenetv3", lambda p: MobileNetV3(StudentConfig.from_dict(p)))
+register("conformer", _conformer)
+register("wav2vec2", _wav2vec2)
+TEACHERS = ("wav2vec2", "conformer")
 
 
 def count_params(model: nn.Module) -> int:
@@ -30,12 +46,13 @@ def count_params(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, example: torch.Tensor) -> int:
-    """Multiply-accumulates of one forward pass on ``example`` (conv and linear layers)."""
+    """Multiply-accumulates of one forward pass on ``example`` (conv and linear layers; attention's
+    score and mixing products are not counted)."""
     total = 0
 
-    def conv_hook(m: nn.Conv2d, _inp, out):
+    def conv_hook(m: nn.Conv1d | nn.Conv2d, _inp, out):
         nonlocal total
-        k = m.kernel_size[0] * m.kernel_size[1]
+        k = int(np.prod(m.kernel_size))
         total += out.numel() // out.shape[0] * (m.in_channels // m.groups) * k
 
     def linear_hook(m: nn.Linear, _inp, out):
@@ -44,7 +61,7 @@ def count_macs(model: nn.Module, example: torch.Tensor) -> int:
 
     hooks = []
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             hooks.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, nn.Linear):
             hooks.append(m.register_forward_hook(linear_hook))

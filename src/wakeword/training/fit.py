@@ -56,6 +56,8 @@ class TrainConfig:
     noise_dirs: tuple[str, ...] = ()  # extra background-noise folders (augmentation only)
     rir_dirs: tuple[str, ...] = ()  # room impulse responses to convolve with
     init_from: str = ""  # checkpoint to fine-tune from (its architecture and front end are kept)
+    augment_draws: int = 0  # 0: a fresh augmentation draw every epoch; N: epochs cycle through N fixed
+    #                         draws (epoch e reuses draw e % N), so teacher outputs can be cached
     num_workers: int = 1  # DataLoader worker processes (1: augmentation overlaps the step on a 2nd core)
     device: str = "auto"  # "auto", "cpu" or "cuda"
     threads: int = 1  # CPU threads for torch; small convnets train fastest on one (OpenMP barriers
@@ -77,15 +79,30 @@ class TrainConfig:
         return FeatureConfig(**self.features)
 
 
+@dataclass
+class Batch:
+    """What a loss term sees of one training step."""
+
+    audio: torch.Tensor  # (B, samples) augmented windows at 16 kHz
+    labels: torch.Tensor  # (B,) float 0/1
+    keys: torch.Tensor  # (B, 2) (augmentation draw, clip index): identifies each window exactly
+    inputs: torch.Tensor  # front-end output before SpecAugment: (B, n_mels, frames) or (B, 1, samples)
+    logits: torch.Tensor  # (B,) the model's logits (with grad)
+    feats: list[torch.Tensor]  # the model's intermediate features (with grad)
+    step: int  # optimizer steps done before this one
+    total_steps: int  # optimizer steps of the whole run
+
+
 class LossTerm(Protocol):
     """An extra loss inside the training step (distillation is one of these).
 
-    Called with the batch audio (B, samples), labels (B,), student log-mel (B, n_mels, frames),
-    logits (B,) and stage features; returns the loss and scalars to log.
+    Returns the loss to add and scalars to log (every step). A term may also define
+    ``prepare(dataset, device, run_dir, progress)``, called once before the first step (e.g. to cache
+    teacher outputs). Terms with state or trainable parameters are nn.Modules passed in
+    ``extra_modules`` too, so they are optimised and checkpointed with the model.
     """
 
-    def __call__(self, audio: torch.Tensor, labels: torch.Tensor, mel: torch.Tensor, logits: torch.Tensor,
-                 stage_feats: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]: ...
+    def __call__(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]: ...
 
 
 def _device(name: str) -> torch.device:
@@ -129,20 +146,26 @@ def validate(model: WakeWordModel, rows: list[ClipRow], clips: list[np.ndarray],
 
 
 def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: bool = True, progress: bool = True,
-        loss_terms: tuple[LossTerm, ...] = (), extra_modules: tuple[nn.Module, ...] = ()) -> dict:
+        loss_terms: tuple[LossTerm, ...] = (), extra_modules: tuple[nn.Module, ...] = (),
+        extra_config: dict | None = None) -> dict:
     """Train a detector on ``data_dir``'s train split, select by val pAUC, write everything to ``run_dir``.
 
     Files: config.json (resolved), metrics.jsonl (per epoch), tb/ (TensorBoard), last.pt (resume
     state, every epoch), best.pt (best val pAUC). A killed run continues from last.pt.
-    ``extra_modules`` hold trainable parameters of loss terms (e.g. feature adapters).
+    ``extra_modules`` hold trainable parameters of loss terms (e.g. feature adapters);
+    ``extra_config`` (e.g. the distillation config) is stored next to the train config, and resuming
+    with a different one is refused like a different train config.
     """
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = {"train": cfg.to_dict(), "data_dir": str(data_dir.resolve())}
+    resolved = {"train": cfg.to_dict(), "data_dir": str(data_dir.resolve()), **(extra_config or {})}
     cfg_path = run_dir / "config.json"
     last_path = run_dir / "last.pt"
     if resume and last_path.exists() and cfg_path.exists():
-        if json.loads(cfg_path.read_text())["train"] != json.loads(json.dumps(cfg.to_dict())):
+        old = json.loads(cfg_path.read_text())
+        old.pop("data_dir", None)
+        new = json.loads(json.dumps({k: v for k, v in resolved.items() if k != "data_dir"}))
+        if old != new:
             raise ValueError(f"{run_dir} holds a run with a different config; choose another run folder "
                              "or remove it")
     cfg_path.write_text(json.dumps(resolved, indent=2))
@@ -173,8 +196,8 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
     from wakeword.models.registry import count_macs, count_params
 
     size = {"params": count_params(model.backbone),
-            "macs_per_window": count_macs(model.backbone, torch.zeros(1, feat.n_mels, feat.window_frames))}
-    logger.info("student: %d parameters, %.2f M multiply-accumulates per %.1f s window", size["params"],
+            "macs_per_window": count_macs(model.backbone, model.frontend(torch.zeros(1, feat.window_samples)))}
+    logger.info("%s: %d parameters, %.2f M multiply-accumulates per %.1f s window", cfg.arch, size["params"],
                 size["macs_per_window"] / 1e6, feat.window_s)
     model.to(device)
     logger.info("loading %d train and %d val clips", len(train_rows), len(val_rows))
@@ -183,6 +206,9 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
     noises = [c for r, c in zip(train_rows, train_clips) if r.kind == "noise"] + load_dir_audio(cfg.noise_dirs)
     rirs = load_dir_audio(cfg.rir_dirs, max_seconds=2.0)
     ds = TrainWindows(train_rows, train_clips, feat, AugmentConfig.from_dict(cfg.augment), noises, rirs, cfg.seed)
+    for term in loss_terms:
+        if hasattr(term, "prepare"):
+            term.prepare(ds, device, run_dir, progress)
     weights = torch.from_numpy(sample_weights(train_rows, cfg.positive_fraction, cfg.adversarial_fraction))
     specaug = SpecAugment(SpecAugmentConfig(**cfg.specaugment))
 
@@ -203,6 +229,12 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
         # An epoch logged after the last checkpoint is redone: keep the log equal to the checkpoint's history.
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+        steps_log = run_dir / "steps.jsonl"
+        if steps_log.exists():
+            done = (start_epoch) * cfg.steps_per_epoch
+            kept = [ln for ln in steps_log.read_text().splitlines(keepends=True)
+                    if ln.endswith("\n") and json.loads(ln)["step"] <= done]
+            steps_log.write_text("".join(kept))
         logger.info("resuming %s from epoch %d", run_dir, start_epoch)
 
     from torch.utils.tensorboard import SummaryWriter
@@ -212,7 +244,7 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
     step = start_epoch * cfg.steps_per_epoch
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
-        ds.set_epoch(epoch)
+        ds.set_epoch(epoch % cfg.augment_draws if cfg.augment_draws > 0 else epoch)
         torch.manual_seed(cfg.seed * 1_000_003 + epoch)  # dropout draws: a resumed epoch replays exactly
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         sampler = WeightedRandomSampler(weights, cfg.steps_per_epoch * cfg.batch_size, replacement=True,
@@ -224,16 +256,19 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
             m.train()
         sums: dict[str, float] = {}
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
-        for audio, labels in bar:
+        step_log = open(run_dir / "steps.jsonl", "a")
+        for audio, labels, keys in bar:
             audio, labels = audio.to(device), labels.to(device).float()
             with torch.no_grad():
-                mel = model.frontend(audio)
-            mel_aug = specaug(mel, gen)
-            logits, stage_feats = model.backbone.forward_features(mel_aug)
+                inputs = model.frontend(audio)
+            # SpecAugment is for log-mel; the Wav2Vec2 teacher masks its own hidden frames when training.
+            x = specaug(inputs, gen) if model.input_kind == "mel" else inputs
+            logits, feats = model.backbone.forward_features(x)
             loss = bce(logits, labels)
             logs = {"loss_cls": loss.item()}
+            batch = Batch(audio, labels, keys, inputs, logits, feats, step, total)
             for term in loss_terms:
-                extra, term_logs = term(audio, labels, mel, logits, stage_feats)
+                extra, term_logs = term(batch)
                 loss = loss + extra
                 logs.update(term_logs)
             logs["loss"] = loss.item()
@@ -246,7 +281,9 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v
                 writer.add_scalar(f"train/{k}", v, step)
+            step_log.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in logs.items()}}) + "\n")
             bar.set_postfix(loss=f"{logs['loss']:.3f}")
+        step_log.close()
         n = max(1, cfg.steps_per_epoch)
         record = {"epoch": epoch + 1, "step": step, "lr": sched.get_last_lr()[0],
                   **{f"train_{k}": v / n for k, v in sums.items()}}

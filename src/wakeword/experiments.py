@@ -1,0 +1,215 @@
+"""Measured comparisons that train several models on the same data and seeds.
+
+``distill_experiment``: the baseline student, each teacher, and students distilled from both teachers
+and from each alone, over several seeds; all evaluated on the test split and the real development
+recordings; a mean +- std table. Every run is resumable: finished trainings and evaluations are kept,
+a killed experiment continues where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+VARIANTS = ("baseline", "teacher_conformer", "teacher_wav2vec2", "distill_both", "distill_conformer",
+            "distill_wav2vec2")
+MARK_START, MARK_END = "<!-- distill-experiment:start -->", "<!-- distill-experiment:end -->"
+
+
+@dataclass(frozen=True)
+class DistillExperiment:
+    data_dir: str  # a built data folder (e.g. work/demo/data from `make demo`)
+    seeds: tuple[int, ...] = (0, 1, 2)  # each variant is trained once per seed
+    train: dict = field(default_factory=dict)  # TrainConfig of the students (seed set per run)
+    teachers: dict = field(default_factory=dict)  # kind -> TrainConfig overrides of that teacher
+    distill: dict = field(default_factory=dict)  # DistillConfig (teachers filled in per run)
+    variants: tuple[str, ...] = VARIANTS
+    eval_sets: tuple[str, ...] = ()  # evaluation-set YAMLs besides the test split
+    fa_per_hour: tuple[float, ...] = (0.5, 1.0)  # operating points of the table
+    max_fpr: float = 0.1  # pAUC region
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> DistillExperiment:
+        import yaml
+
+        d = yaml.safe_load(Path(path).read_text()) or {}
+        d = dict(d.get("experiment", d))
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown experiment keys: {sorted(unknown)}")
+        for k in ("seeds", "variants", "eval_sets", "fa_per_hour"):
+            if k in d:
+                d[k] = tuple(d[k])
+        exp = cls(**d)
+        bad = set(exp.variants) - set(VARIANTS)
+        if bad:
+            raise ValueError(f"unknown variants {sorted(bad)}; known: {list(VARIANTS)}")
+        return exp
+
+
+def _train_job(job: dict) -> str:
+    """One training run in a worker process (resumes a killed run). Returns the best checkpoint."""
+    import torch
+
+    from wakeword.training.distill import DistillConfig, distill, teacher_config
+    from wakeword.training.fit import TrainConfig, fit
+
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    run_dir = Path(job["run_dir"])
+    if (run_dir / "train_summary.json").exists():
+        return str(run_dir / "best.pt")
+    if job["kind"] == "teacher":
+        cfg = teacher_config(job["arch"], job["train"])
+        fit(cfg, job["data_dir"], run_dir, progress=False)
+    elif job["kind"] == "student":
+        fit(TrainConfig.from_dict(job["train"]), job["data_dir"], run_dir, progress=False)
+    else:
+        distill(TrainConfig.from_dict(job["train"]), DistillConfig.from_dict(job["distill"]), job["data_dir"],
+                run_dir, progress=False)
+    return str(run_dir / "best.pt")
+
+
+def _eval_job(job: dict) -> dict:
+    import torch
+
+    from wakeword.evaluation.evaluate import EvalSet, evaluate
+    from wakeword.inference import Detector
+
+    torch.set_num_threads(1)
+    out = Path(job["out"])
+    if (out / "report.json").exists():
+        return json.loads((out / "report.json").read_text())
+    sets = [EvalSet.from_split(job["data_dir"], "test")] + [EvalSet.from_yaml(y) for y in job["eval_sets"]]
+    t0 = time.process_time()
+    report = evaluate(Detector.load(job["checkpoint"]), sets, out, max_fpr=job["max_fpr"], progress=False)
+    report["cpu_seconds"] = time.process_time() - t0
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _run_jobs(fn, jobs: list[dict], workers: int) -> list:
+    if workers <= 1 or len(jobs) <= 1:
+        return [fn(j) for j in jobs]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, jobs))
+
+
+def distill_experiment(exp: DistillExperiment, out_dir: str | Path, workers: int = 1) -> dict:
+    """Train and evaluate every variant for every seed; returns (and writes) results.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not (Path(exp.data_dir) / "manifest.csv").exists():
+        raise FileNotFoundError(f"no data set at {exp.data_dir}: run `wakeword data build` (or `make demo`) first")
+    (out_dir / "experiment.json").write_text(json.dumps(exp.__dict__, indent=2, default=list))
+    data = str(Path(exp.data_dir).resolve())
+    runs = {}  # (variant, seed) -> run dir
+    phase1, phase2 = [], []
+    teacher_kinds = ("conformer", "wav2vec2")
+    for seed in exp.seeds:
+        student = {**exp.train, "seed": seed}
+        for v in exp.variants:
+            run_dir = out_dir / f"{v}_seed{seed}"
+            runs[(v, seed)] = run_dir
+            if v == "baseline":
+                phase1.append({"kind": "student", "train": student, "data_dir": data, "run_dir": str(run_dir)})
+            elif v.startswith("teacher_"):
+                arch = v.removeprefix("teacher_")
+                phase1.append({"kind": "teacher", "arch": arch, "data_dir": data, "run_dir": str(run_dir),
+                               "train": {**exp.teachers.get(arch, {}), "seed": seed,
+                                         "epochs": exp.train.get("epochs", 12),
+                                         "steps_per_epoch": exp.train.get("steps_per_epoch", 100)}})
+        for v in exp.variants:
+            if not v.startswith("distill_"):
+                continue
+            used = teacher_kinds if v == "distill_both" else (v.removeprefix("distill_"),)
+            for k in used:
+                if f"teacher_{k}" not in exp.variants:
+                    raise ValueError(f"variant {v} needs teacher_{k} in the variants")
+            teachers = [str(out_dir / f"teacher_{k}_seed{seed}" / "best.pt") for k in used]
+            # The cache holds one draw per epoch, so the distilled student sees exactly the baseline's windows.
+            train = {**student, "augment_draws": student.get("epochs", 12)} if exp.distill.get("cache") else student
+            phase2.append({"kind": "distill", "train": train, "distill": {**exp.distill, "teachers": teachers},
+                           "data_dir": data, "run_dir": str(runs[(v, seed)])})
+    logger.info("training %d baselines/teachers, then %d distilled students (%d workers)", len(phase1),
+                len(phase2), workers)
+    _run_jobs(_train_job, phase1, workers)
+    _run_jobs(_train_job, phase2, workers)
+    evals = [{"checkpoint": str(d / "best.pt"), "out": str(d / "eval"), "data_dir": data,
+              "eval_sets": list(exp.eval_sets), "max_fpr": exp.max_fpr} for d in runs.values()]
+    # Longest first: the Wav2Vec2 teacher's evaluations dominate; start them before the cheap ones.
+    order = sorted(range(len(evals)), key=lambda i: "wav2vec2" not in evals[i]["out"])
+    reports = _run_jobs(_eval_job, [evals[i] for i in order], workers)
+    by_key = {}
+    keys = list(runs)
+    for i, rep in zip(order, reports):
+        by_key[keys[i]] = rep
+    results = summarise_experiment(exp, runs, by_key)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _metrics(report: dict, fa: tuple[float, ...]) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, s in report["sets"].items():
+        m = {"pauc": s["pauc"]}
+        for f in fa:
+            op = s["frr_at_fa_per_hour"].get(str(f)) or s["frr_at_fa_per_hour"].get(f"{f:g}")
+            m[f"frr@{f:g}"] = op["frr"] if op else float("nan")
+        out[name] = m
+    return out
+
+
+def summarise_experiment(exp: DistillExperiment, runs: dict, reports: dict) -> dict:
+    """Mean and std over seeds of each variant's metrics per evaluation set."""
+    rows = {}
+    for v in exp.variants:
+        per_seed = [_metrics(reports[(v, s)], exp.fa_per_hour) for s in exp.seeds if (v, s) in reports]
+        params = None
+        summ = runs[(v, exp.seeds[0])] / "train_summary.json"
+        if summ.exists():
+            params = json.loads(summ.read_text()).get("params")
+        stats = {}
+        for set_name in per_seed[0]:
+            for metric in per_seed[0][set_name]:
+                vals = np.array([p[set_name][metric] for p in per_seed], dtype=float)
+                stats.setdefault(set_name, {})[metric] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1))
+                                                          if len(vals) > 1 else 0.0, "values": vals.tolist()}
+        rows[v] = {"params": params, "metrics": stats}
+    return {"seeds": list(exp.seeds), "fa_per_hour": list(exp.fa_per_hour), "variants": rows}
+
+
+def markdown(results: dict, command: str) -> str:
+    variants = results["variants"]
+    first = next(iter(variants.values()))["metrics"]
+    sets = list(first)
+    metrics = list(first[sets[0]])
+    head = "| variant | params | " + " | ".join(f"{s}: {m}" for s in sets for m in metrics) + " |"
+    lines = [head, "|" + "---|" * (2 + len(sets) * len(metrics))]
+    for v, r in variants.items():
+        cells = [f"{r['metrics'][s][m]['mean']:.3f} ± {r['metrics'][s][m]['std']:.3f}" for s in sets for m in metrics]
+        lines.append(f"| {v} | {r['params'] or ''} | " + " | ".join(cells) + " |")
+    return (f"Command: `{command}`\n\nMean ± std over seeds {results['seeds']}; pAUC is the normalised "
+            f"partial AUC for FPR ≤ 0.1 (higher is better); frr@X is the false-reject rate at X false "
+            f"accepts per hour (lower is better).\n\n" + "\n".join(lines) + "\n")
+
+
+def write_results_section(md_path: str | Path, body: str, title: str = "## Dual-teacher distillation") -> None:
+    """Replace (or append) the experiment's section of a markdown file, between fixed markers."""
+    md_path = Path(md_path)
+    text = md_path.read_text() if md_path.exists() else ""
+    block = f"{MARK_START}\n{title}\n\n{body}{MARK_END}"
+    if MARK_START in text and MARK_END in text:
+        pre, rest = text.split(MARK_START, 1)
+        post = rest.split(MARK_END, 1)[1]
+        text = pre + block + post
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    md_path.write_text(text)
