@@ -367,8 +367,8 @@ class DistillLoss(nn.Module):
         loss = cfg.kd_weight * kd
         logs = {"temperature": temp, "loss_kd": kd.item()}
         for k, t in enumerate(self.teachers):
-            logs[f"loss_kd_{k}_{t.arch}"] = float(per_teacher[:, k].mean())
-            logs[f"weight_{k}_{t.arch}"] = float(w[:, k].mean())
+            logs[f"loss_kd_{k}_{t.arch}"] = per_teacher[:, k].mean().item()
+            logs[f"weight_{k}_{t.arch}"] = w[:, k].mean().item()
         if cfg.feature_weight > 0:
             match = FEATURE_LOSSES[cfg.feature_loss]
             fm_terms = []
