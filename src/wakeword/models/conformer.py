@@ -33,9 +33,9 @@ class ConformerConfig:
         unknown = set(d) - known - {"preset"}
         if unknown:
             raise ValueError(f"unknown conformer parameters: {sorted(unknown)}; known: {sorted(known)}")
-        base = dict(PRESETS[d["preset"]]) if d.get("preset") else {}
         if d.get("preset") and d["preset"] not in PRESETS:
             raise ValueError(f"unknown conformer preset '{d['preset']}'; known: {sorted(PRESETS)}")
+        base = dict(PRESETS[d["preset"]]) if d.get("preset") else {}
         base.update({k: v for k, v in d.items() if k in known})
         return cls(**base)
 

@@ -1,0 +1,176 @@
+"""One contract for every backbone (the student and both teachers), plus teacher-specific checks."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from wakeword.features.logmel import FeatureConfig
+from wakeword.models.kws import WakeWordModel
+from wakeword.training.checkpoint import load_model, save_checkpoint
+
+FEAT = FeatureConfig()
+
+
+@pytest.fixture(scope="module")
+def pretrained_dir(tmp_path_factory):
+    """A tiny Wav2Vec2 saved with save_pretrained, to load back through the real from_pretrained path."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from wakeword.models.wav2vec2 import PRESETS
+
+    torch.manual_seed(1)
+    d = tmp_path_factory.mktemp("w2v_pretrained")
+    Wav2Vec2Model(Wav2Vec2Config(**PRESETS["tiny"])).save_pretrained(d)
+    return d
+
+
+BACKBONES = {
+    "mobilenetv3": lambda _: ("mobilenetv3", {"width": 0.5}),
+    "conformer": lambda _: ("conformer", {"preset": "tiny"}),
+    "wav2vec2-scratch": lambda _: ("wav2vec2", {"preset": "tiny"}),
+    "wav2vec2-pretrained": lambda d: ("wav2vec2", {"pretrained": str(d), "freeze_feature_encoder": True}),
+}
+
+
+@pytest.fixture(params=list(BACKBONES))
+def model(request, pretrained_dir):
+    torch.manual_seed(0)
+    arch, params = BACKBONES[request.param](pretrained_dir)
+    return WakeWordModel(arch, params, FEAT).eval()
+
+
+def _audio(n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    t = torch.arange(n) / FEAT.sample_rate
+    return (0.1 * torch.sin(2 * np.pi * 440 * t) + 0.05 * torch.randn(n, generator=g)).float()
+
+
+# ------------------------------------------------------------------ the shared contract
+def test_forward_features_shapes(model):
+    x = model.frontend(torch.stack([_audio(FEAT.window_samples, s) for s in range(3)]))
+    x = x[..., :model.window_len]
+    logits, feats = model.backbone.forward_features(x)
+    assert logits.shape == (3,)
+    assert len(feats) == len(model.backbone.feature_dims) >= 2
+    for f, c in zip(feats, model.backbone.feature_dims):
+        assert f.dim() in (3, 4) and f.shape[0] == 3 and f.shape[1] == c
+    assert torch.allclose(model.backbone(x), logits)
+
+
+def test_score_frames_windows_match_single_windows(model):
+    """Every backbone scores the same audio spans: window k starts k * score_stride hops in."""
+    audio = _audio(FEAT.window_samples + 5 * FEAT.score_stride * FEAT.hop_length + 77)
+    scores = model.score_frames(model.frontend(audio[None])[0])
+    assert len(scores) == 6
+    span = (FEAT.window_frames - 1) * FEAT.hop_length + FEAT.n_fft
+    for k in (0, 5):
+        start = k * FEAT.score_stride * FEAT.hop_length
+        with torch.no_grad():
+            one = torch.sigmoid(model(audio[None, start:start + span]))[0]
+        assert abs(float(one) - float(scores[k])) < 1e-4
+
+
+def test_eval_outputs_do_not_depend_on_the_batch(model):
+    a = torch.stack([_audio(FEAT.window_samples, s) for s in range(4)])
+    with torch.no_grad():
+        assert torch.allclose(model(a)[:1], model(a[:1]), atol=1e-5)
+
+
+def test_checkpoint_rebuilds_the_model_by_itself(model, tmp_path, pretrained_dir):
+    a = torch.stack([_audio(FEAT.window_samples, s) for s in range(2)])
+    save_checkpoint(tmp_path / "m.pt", model, {"train": {}}, metrics={"val_pauc": 0.5})
+    backup = tmp_path / "moved"
+    shutil.move(str(pretrained_dir), backup)  # a rebuilt teacher must not need the pretrained folder
+    try:
+        again = load_model(tmp_path / "m.pt")
+    finally:
+        shutil.move(str(backup), pretrained_dir)
+    assert again.arch == model.arch and again.input_kind == model.input_kind
+    with torch.no_grad():
+        assert torch.allclose(again(a), model(a), atol=1e-6)
+
+
+def test_every_trainable_parameter_gets_a_gradient(model):
+    model.train()
+    a = torch.stack([_audio(FEAT.window_samples, s) for s in range(4)])
+    logits, feats = model.backbone.forward_features(model.frontend(a))
+    (logits.sum() + sum(f.mean() for f in feats)).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    # Wav2Vec2's masked-frame embedding is used only where SpecAugment-style masking hits.
+    assert [n for n in missing if "masked_spec_embed" not in n] == []
+
+
+# ------------------------------------------------------------------ Wav2Vec2 specifics
+def test_wav2vec2_loads_pretrained_weights_through_from_pretrained(pretrained_dir):
+    from transformers import Wav2Vec2Model
+
+    ref = Wav2Vec2Model.from_pretrained(pretrained_dir)
+    m = WakeWordModel("wav2vec2", {"pretrained": str(pretrained_dir)}, FEAT)
+    enc = m.backbone.encoder.state_dict()
+    for k, v in ref.state_dict().items():
+        assert torch.equal(enc[k], v), k
+    assert "pretrained" not in m.arch_params and m.arch_params["hf_config"]["hidden_size"] == 32
+
+
+def test_wav2vec2_freezing_options():
+    m = WakeWordModel("wav2vec2", {"preset": "tiny", "freeze_feature_encoder": True, "freeze_layers": 1}, FEAT)
+    enc = m.backbone.encoder
+    assert not any(p.requires_grad for p in enc.feature_extractor.parameters())
+    assert not any(p.requires_grad for p in enc.encoder.layers[0].parameters())
+    assert all(p.requires_grad for p in enc.encoder.layers[1].parameters())
+    assert all(p.requires_grad for p in m.backbone.classifier.parameters())
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"pretrained": "/nonexistent/folder"}, "cannot load a pretrained Wav2Vec2"),
+    ({"preset": "huge"}, "unknown wav2vec2 preset"),
+    ({"preset": "tiny", "bogus": 1}, "unknown wav2vec2 parameters"),
+    ({"preset": "tiny", "freeze_layers": 9}, "freeze_layers=9"),
+])
+def test_wav2vec2_bad_parameters_are_clear(params, message):
+    with pytest.raises(ValueError, match=message):
+        WakeWordModel("wav2vec2", params, FEAT)
+
+
+# ------------------------------------------------------------------ Conformer specifics
+def test_conformer_attention_knows_positions_only_through_relative_offsets():
+    from wakeword.models.conformer import RelPosSelfAttention
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 12, 16)
+    perm = torch.randperm(12)
+    att = RelPosSelfAttention(16, 2, max_rel=8, dropout=0.0).eval()
+    # All offsets clipped to one embedding: no position information is left, so attention is
+    # permutation-equivariant; no absolute position sneaks in anywhere else.
+    blind = RelPosSelfAttention(16, 2, max_rel=0, dropout=0.0).eval()
+    with torch.no_grad():
+        assert torch.allclose(blind(x[:, perm]), blind(x)[:, perm], atol=1e-5)
+        assert not torch.allclose(att(x[:, perm]), att(x)[:, perm], atol=1e-3)
+
+
+def test_conformer_presets_and_bad_input():
+    from wakeword.models.conformer import ConformerConfig
+
+    assert ConformerConfig.from_dict({"preset": "small"}).d_model == 96
+    assert ConformerConfig.from_dict({"preset": "small", "n_blocks": 2}).n_blocks == 2
+    with pytest.raises(ValueError, match="unknown conformer preset"):
+        ConformerConfig.from_dict({"preset": "giant"})
+    with pytest.raises(ValueError, match="unknown conformer parameters"):
+        ConformerConfig.from_dict({"layers": 3})
+    m = WakeWordModel("conformer", {"preset": "tiny"}, FEAT)
+    with pytest.raises(ValueError, match="expected"):
+        m.backbone(torch.zeros(2, 13, 98))
+
+
+def test_teachers_on_raw_audio_refuse_onnx_export_and_streaming(tmp_path):
+    from wakeword.export import export_onnx
+    from wakeword.inference import Detector
+
+    m = WakeWordModel("wav2vec2", {"preset": "tiny"}, FEAT).eval()
+    with pytest.raises(ValueError, match="teacher on raw audio"):
+        export_onnx(m, tmp_path / "x.onnx")
+    with pytest.raises(ValueError, match="streaming needs a log-mel"):
+        Detector(m).stream()
