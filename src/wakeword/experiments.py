@@ -77,6 +77,12 @@ def _train_job(job: dict) -> str:
     return str(run_dir / "best.pt")
 
 
+def _train_eval_job(job: dict) -> dict:
+    """Train (or resume) one run, then evaluate its best checkpoint: one unit of work for the pool."""
+    checkpoint = _train_job(job)
+    return _eval_job({**job["eval"], "checkpoint": checkpoint})
+
+
 def _eval_job(job: dict) -> dict:
     import torch
 
@@ -138,19 +144,16 @@ def distill_experiment(exp: DistillExperiment, out_dir: str | Path, workers: int
             train = {**student, "augment_draws": student.get("epochs", 12)} if exp.distill.get("cache") else student
             phase2.append({"kind": "distill", "train": train, "distill": {**exp.distill, "teachers": teachers},
                            "data_dir": data, "run_dir": str(runs[(v, seed)])})
-    logger.info("training %d baselines/teachers, then %d distilled students (%d workers)", len(phase1),
-                len(phase2), workers)
-    _run_jobs(_train_job, phase1, workers)
-    _run_jobs(_train_job, phase2, workers)
-    evals = [{"checkpoint": str(d / "best.pt"), "out": str(d / "eval"), "data_dir": data,
-              "eval_sets": list(exp.eval_sets), "max_fpr": exp.max_fpr} for d in runs.values()]
-    # Longest first: the Wav2Vec2 teacher's evaluations dominate; start them before the cheap ones.
-    order = sorted(range(len(evals)), key=lambda i: "wav2vec2" not in evals[i]["out"])
-    reports = _run_jobs(_eval_job, [evals[i] for i in order], workers)
-    by_key = {}
-    keys = list(runs)
-    for i, rep in zip(order, reports):
-        by_key[keys[i]] = rep
+    for job in phase1 + phase2:
+        job["eval"] = {"out": str(Path(job["run_dir"]) / "eval"), "data_dir": data,
+                       "eval_sets": list(exp.eval_sets), "max_fpr": exp.max_fpr}
+    # Longest first (Wav2Vec2 teachers, then Conformers), so the cheap runs fill the gaps at the end.
+    phase1.sort(key=lambda j: {"wav2vec2": 0, "conformer": 1}.get(j.get("arch", ""), 2))
+    logger.info("training and evaluating %d baselines/teachers, then %d distilled students (%d workers)",
+                len(phase1), len(phase2), workers)
+    reports = _run_jobs(_train_eval_job, phase1, workers) + _run_jobs(_train_eval_job, phase2, workers)
+    by_run = {job["run_dir"]: rep for job, rep in zip(phase1 + phase2, reports)}
+    by_key = {key: by_run[str(d)] for key, d in runs.items()}
     results = summarise_experiment(exp, runs, by_key)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     return results
