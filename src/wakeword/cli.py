@@ -124,6 +124,48 @@ def cmd_experiment_distill(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- hpo
+def _hpo_config(a: argparse.Namespace):
+    from wakeword.hpo.study import HpoConfig
+
+    d = _load_yaml(a.config, "hpo") if a.config else {}
+    for key in ("data_dir", "study_dir", "study_name", "storage", "latency", "seed"):
+        _set(d, key, getattr(a, key, None))
+    if "data_dir" not in d:
+        raise SystemExit("error: give --data or data_dir in the config's hpo: section")
+    return HpoConfig.from_dict(d)
+
+
+def cmd_hpo_run(a: argparse.Namespace) -> int:
+    from wakeword.hpo.study import run_study
+
+    summary = run_study(_hpo_config(a), a.trials, resume=a.resume, progress=not a.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_hpo_show(a: argparse.Namespace) -> int:
+    from wakeword.hpo.study import load_study, show
+
+    study = load_study(a.study_dir, a.study_name, a.storage or "")
+    out = a.out or str(Path(a.study_dir) / "report")
+    summary = show(study, out)
+    print(summary["table"])
+    print(f"{summary['trials']} finished trials ({summary['failed']} failed); hypervolume {summary['hypervolume']:.4g}")
+    print(f"plots: {out}/pareto.png, pareto.html, hypervolume.png, lineage.png")
+    return 0
+
+
+def cmd_hpo_export(a: argparse.Namespace) -> int:
+    from wakeword.export import export_model
+    from wakeword.hpo.study import load_study, trial_checkpoint
+
+    ckpt = trial_checkpoint(load_study(a.study_dir, a.study_name, a.storage or ""), a.trial)
+    report = export_model(ckpt, a.out, int8=a.int8, streaming=a.streaming, progress=not a.quiet)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 # ---------------------------------------------------------------- eval
 def _eval_sets(a: argparse.Namespace) -> list:
     from wakeword.evaluation.evaluate import EvalSet
@@ -303,6 +345,34 @@ def build_parser() -> argparse.ArgumentParser:
     xd.add_argument("--results", help="markdown file whose distillation section is (re)written, e.g. docs/RESULTS.md")
     xd.add_argument("--command", help=argparse.SUPPRESS)
     xd.set_defaults(func=cmd_experiment_distill)
+
+    hp = sub.add_parser("hpo", help="multi-objective hyperparameter search (pAUC vs latency)").add_subparsers(
+        dest="hpo_cmd", required=True)
+    hr = hp.add_parser("run", help="create or continue a study; trials run one at a time")
+    hr.add_argument("--config", help="YAML with an 'hpo:' section (data_dir, train, space, pbt, ...)")
+    hr.add_argument("--data", dest="data_dir", help="data folder (overrides the config)")
+    hr.add_argument("--trials", type=int, required=True, help="finished trials the study should hold")
+    hr.add_argument("--resume", action="store_true", help="continue an existing study (after a kill too)")
+    hr.add_argument("--study-dir", help="folder of trials and the default SQLite storage (default work/hpo)")
+    hr.add_argument("--study-name")
+    hr.add_argument("--storage", help="any Optuna RDB URL (default: sqlite in the study folder)")
+    hr.add_argument("--latency", choices=["measured", "macs"], help="second objective")
+    hr.add_argument("--seed", type=int)
+    hr.set_defaults(func=cmd_hpo_run)
+    for name, fn, text in (("show", cmd_hpo_show, "Pareto table and plots"),
+                           ("export", cmd_hpo_export, "export one trial's model like any other")):
+        h = hp.add_parser(name, help=text)
+        h.add_argument("--study-dir", default="work/hpo")
+        h.add_argument("--study-name", default="wakeword")
+        h.add_argument("--storage")
+        if name == "show":
+            h.add_argument("--out", help="folder for the plots (default: STUDY_DIR/report)")
+        else:
+            h.add_argument("--trial", type=int, required=True)
+            h.add_argument("--out", required=True, help="output .onnx path")
+            h.add_argument("--int8", action="store_true")
+            h.add_argument("--streaming", action="store_true")
+        h.set_defaults(func=fn)
 
     e = sub.add_parser("eval", help="evaluate on the test split and/or real audio folders")
     e.add_argument("--model", required=True)
