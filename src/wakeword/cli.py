@@ -131,6 +131,8 @@ def _hpo_config(a: argparse.Namespace):
     d = _load_yaml(a.config, "hpo") if a.config else {}
     for key in ("data_dir", "study_dir", "study_name", "storage", "latency", "seed"):
         _set(d, key, getattr(a, key, None))
+    if getattr(a, "no_pbt", False):
+        d["pbt"] = {**d.get("pbt", {}), "enabled": False}
     if "data_dir" not in d:
         raise SystemExit("error: give --data or data_dir in the config's hpo: section")
     return HpoConfig.from_dict(d)
@@ -358,6 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     hr.add_argument("--storage", help="any Optuna RDB URL (default: sqlite in the study folder)")
     hr.add_argument("--latency", choices=["measured", "macs"], help="second objective")
     hr.add_argument("--seed", type=int)
+    hr.add_argument("--no-pbt", action="store_true", help="plain NSGA-II (no PBT children)")
     hr.set_defaults(func=cmd_hpo_run)
     for name, fn, text in (("show", cmd_hpo_show, "Pareto table and plots"),
                            ("export", cmd_hpo_export, "export one trial's model like any other")):

@@ -52,7 +52,7 @@ class Param:
 DEFAULT_SPACE: dict[str, dict] = {
     "model.width": {"kind": "float", "low": 0.5, "high": 1.5, "step": 0.25},
     "model.depth": {"kind": "float", "low": 0.5, "high": 1.5, "step": 0.5},
-    "model.kernel": {"kind": "categorical", "choices": [3, 5]},
+    "model.kernel": {"kind": "categorical", "choices": [None, 3, 5]},  # None: per-stage default (3,3,5,5)
     "model.se": {"kind": "categorical", "choices": [True, False]},
     "train.lr": {"kind": "float", "low": 5e-4, "high": 1e-2, "log": True},
     "train.weight_decay": {"kind": "float", "low": 1e-4, "high": 0.1, "log": True},
@@ -162,6 +162,38 @@ def apply(params: dict, train: dict, distill: dict | None) -> tuple[dict, dict |
         if key in train.get("augment", {}):
             train["augment"][key] = sorted(train["augment"][key])
     return train, distill
+
+
+def default_params(space: list[Param], train: dict, distill: dict | None) -> dict | None:
+    """The values the base configuration would use for every parameter of ``space`` (the "default
+    configuration" trial), or None when one of them lies outside the space."""
+    from wakeword.training.distill import DistillConfig
+    from wakeword.training.fit import TrainConfig
+
+    tc = TrainConfig.from_dict(train)
+    sections = {"model": StudentConfig.from_dict(tc.model), "augment": AugmentConfig.from_dict(tc.augment),
+                "specaugment": SpecAugmentConfig(**tc.specaugment)}
+    out = {}
+    for p in space:
+        section, key, *idx = p.name.split(".")
+        if section == "train":
+            v = getattr(tc, key)
+        elif section == "distill":
+            dc = DistillConfig.from_dict(distill or {})
+            v = getattr(dc, key)
+            if key == "temperature":
+                v = next((k for k, t in TEMPERATURES.items() if t == v), None)
+        else:
+            v = getattr(sections[section], key)
+            if idx:
+                v = v[int(idx[0])]
+        if p.kind == "categorical":
+            if v not in p.choices:
+                return None
+        elif not (p.low <= v <= p.high):
+            return None
+        out[p.name] = v
+    return out
 
 
 def perturb(value, p: Param, factor: float):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from wakeword.hpo.pbt import PBTConfig, explore, hypervolume_2d, pick_parent
-from wakeword.hpo.space import DEFAULT_SPACE, Param, apply, parse_space, suggest
+from wakeword.hpo.space import DEFAULT_SPACE, Param, apply, default_params, parse_space, suggest
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class HpoConfig:
     distill: dict | None = None  # base DistillConfig (with teachers) -> distillation is searched too
     space: dict = field(default_factory=lambda: dict(DEFAULT_SPACE))  # name -> distribution
     pbt: dict = field(default_factory=dict)  # PBTConfig overrides
+    enqueue_default: bool = True  # trial 0 = the base configuration, the reference to beat
 
     @classmethod
     def from_dict(cls, d: dict) -> HpoConfig:
@@ -168,6 +169,12 @@ def _open(cfg: HpoConfig, resume: bool):
                                 directions=list(DIRECTIONS))
     study.set_user_attr("objectives", list(cfg.objectives))
     study.set_user_attr("config", json.loads(json.dumps(asdict(cfg))))
+    if cfg.enqueue_default:
+        default = default_params(cfg.check(), cfg.train, cfg.distill)
+        if default is None:
+            logger.warning("the base configuration lies outside the search space: no default-configuration trial")
+        else:
+            study.enqueue_trial(default, user_attrs={"default_config": True})
     return study
 
 
@@ -382,7 +389,17 @@ def show(study, out_dir: str | Path) -> dict:
     fig.tight_layout()
     fig.savefig(out / "lineage.png", dpi=120)
     plt.close(fig)
+    default = next((t for t in done if t.user_attrs.get("default_config")), None)
+    beats = []
+    if default is not None:
+        beats = [t.number for t in study.best_trials
+                 if t.values[0] > default.values[0] and t.values[1] <= default.values[1]]
+        table += (f"\nDefault configuration: trial {default.number}, {names[0]} {default.values[0]:.4f}, "
+                  f"{names[1]} {default.values[1]:.4g}. Pareto trials with higher {names[0]} at equal or lower "
+                  f"{names[1]}: {beats or 'none'}.\n")
     summary = {"trials": len(done), "pareto": rows, "hypervolume": hv[-1] if hv else 0.0,
+               "default_trial": default.number if default else None,
+               "default_values": list(default.values) if default else None, "beat_default": beats,
                "hypervolume_reference": list(ref), "table": table,
                "failed": len([t for t in study.trials if t.state == TrialState.FAIL])}
     (out / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "table"}, indent=2,
