@@ -168,6 +168,71 @@ def cmd_hpo_export(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- mining
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".au", ".opus"}
+
+
+def cmd_mine(a: argparse.Namespace) -> int:
+    from wakeword.mining import miner
+    from wakeword.mining.store import MiningStore
+
+    store = MiningStore(a.workspace)
+    if a.mine_cmd == "register":
+        n = 0
+        for item in a.paths:
+            p = Path(item)
+            files = [f for f in sorted(p.rglob("*")) if f.suffix.lower() in AUDIO_SUFFIXES] if p.is_dir() else [p]
+            for f in files:
+                store.add_source(f)
+                n += 1
+        print(f"{n} negative source files registered in {store.path}")
+    elif a.mine_cmd == "run":
+        data_dir = a.data or _data_dir_of(a.model)
+        pool = miner.build_pool(data_dir, store.sources(), miner.registered_eval_files(store),
+                                include_training_negatives=not a.no_train_negatives)
+        cfg = miner.MineConfig(**{k: v for k, v in (("min_score", a.min_score), ("top_k", a.top_k))
+                                  if v is not None})
+        new = miner.mine(store, a.model, pool, cfg)
+        print(f"{len(new)} new candidates from {len(pool)} pool files; queue: {store.counts()}")
+    elif a.mine_cmd == "queue":
+        rows = store.candidates(status=a.status, min_score=a.min_score)
+        print("id\tstatus\tscore\toffset_s\tsource\tclip")
+        for c in rows:
+            status = "injected" if c.injected_at else c.status
+            print(f"{c.id}\t{status}\t{c.score:.4f}\t{c.offset_s:.2f}\t{c.source}\t{c.clip}")
+        print(f"# {len(rows)} shown; totals {store.counts()}")
+    elif a.mine_cmd in ("confirm", "discard"):
+        n = store.decide(a.ids, "confirmed" if a.mine_cmd == "confirm" else "discarded")
+        print(f"{n} candidates {a.mine_cmd}ed")
+    elif a.mine_cmd == "inject":
+        data_dir = a.data or _data_dir_of(a.model)
+        rows = miner.inject(store, data_dir)
+        print(f"{len(rows)} confirmed clips added to the training split of {data_dir} as hard negatives")
+    return 0
+
+
+def _data_dir_of(model: str | None) -> str:
+    from wakeword.training.checkpoint import load_checkpoint
+
+    if not model:
+        raise SystemExit("error: give --data (or --model, whose training data is used)")
+    d = load_checkpoint(model).get("config", {}).get("data_dir")
+    if not d:
+        raise SystemExit(f"error: {model} does not record its data folder; give --data")
+    return d
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    import uvicorn
+
+    from wakeword.ui.app import create_app
+
+    app = create_app(a.workspace)
+    print(f"wakeword UI on http://{a.host}:{a.port} (workspace {Path(a.workspace).resolve()})")
+    uvicorn.run(app, host=a.host, port=a.port, log_level="warning")
+    return 0
+
+
 # ---------------------------------------------------------------- eval
 def _eval_sets(a: argparse.Namespace) -> list:
     from wakeword.evaluation.evaluate import EvalSet
@@ -377,6 +442,36 @@ def build_parser() -> argparse.ArgumentParser:
             h.add_argument("--streaming", action="store_true")
         h.set_defaults(func=fn)
 
+    mn = sub.add_parser("mine", help="hard-negative mining (the CLI twin of the UI)").add_subparsers(
+        dest="mine_cmd", required=True)
+    for name, text in (("register", "register negative recordings/clips (files or folders) for the pool"),
+                       ("run", "score the pool and queue the top false alarms"),
+                       ("queue", "list candidates"), ("confirm", "confirm candidates (they are not the wake word)"),
+                       ("discard", "discard candidates"), ("inject", "add confirmed clips to the training split")):
+        m = mn.add_parser(name, help=text)
+        m.add_argument("--workspace", default=".", help="workspace folder (holds wakeword.db)")
+        if name == "register":
+            m.add_argument("paths", nargs="+")
+        if name in ("run", "inject"):
+            m.add_argument("--model", help="checkpoint (run: the detector; inject: its data folder is used)")
+            m.add_argument("--data", help="data folder (default: the model's training data)")
+        if name == "run":
+            m.add_argument("--min-score", type=float)
+            m.add_argument("--top-k", type=int)
+            m.add_argument("--no-train-negatives", action="store_true", help="mine registered sources only")
+        if name == "queue":
+            m.add_argument("--status", choices=["pending", "confirmed", "discarded", "injected"])
+            m.add_argument("--min-score", type=float)
+        if name in ("confirm", "discard"):
+            m.add_argument("ids", type=int, nargs="+")
+        m.set_defaults(func=cmd_mine)
+
+    sv = sub.add_parser("serve", help="the web app: runs, benchmarks, hard-negative mining")
+    sv.add_argument("--workspace", default=".", help="folder with runs, data and the UI state (default: here)")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8765)
+    sv.set_defaults(func=cmd_serve)
+
     e = sub.add_parser("eval", help="evaluate on the test split and/or real audio folders")
     e.add_argument("--model", required=True)
     e.add_argument("--data", help="data folder whose split to evaluate")
@@ -418,14 +513,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.threads > 0 and args.cmd in ("eval", "score", "export", "demo"):
+    if args.threads > 0 and args.cmd in ("eval", "score", "export", "demo", "mine", "serve"):
         import torch
 
         torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", file=sys.stderr)
         return 2
 
 

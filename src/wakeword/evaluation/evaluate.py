@@ -179,6 +179,12 @@ def top_false_accepts(sc: SetScores, k: int = 10) -> list[dict]:
     return [{"file": sc.neg_files[i], "score": float(sc.neg_clip_scores[i])} for i in order]
 
 
+def lowest_positives(sc: SetScores, k: int = 10) -> list[dict]:
+    """The wake-word clips the detector was least sure of (the false rejects at strict thresholds)."""
+    order = np.argsort(sc.pos_scores)[:k]
+    return [{"file": sc.pos_files[i], "score": float(sc.pos_scores[i])} for i in order]
+
+
 def evaluate(detector, sets: list[EvalSet], out_dir: str | Path, max_fpr: float = 0.1, threshold: float = 0.5,
              progress: bool = True) -> dict:
     """Evaluate on each set; writes report.json, det.png and roc.png into ``out_dir``."""
@@ -191,6 +197,7 @@ def evaluate(detector, sets: list[EvalSet], out_dir: str | Path, max_fpr: float 
         sc = score_set(detector, pos, neg, skipped, progress=progress)
         res = summarise(sc, max_fpr, threshold)
         res["top_false_accepts"] = top_false_accepts(sc)
+        res["lowest_positives"] = lowest_positives(sc)
         res["skipped"] = sc.skipped[:50]
         report["sets"][s.name] = res
         fa, frr = metrics.fa_frr_curve(sc.pos_scores, sc.neg_streams, sc.hop_s, max_fa_per_hour=200.0)[1:]
