@@ -15,7 +15,8 @@ command -v festival >/dev/null 2>&1 || need_apt+=(festival)
 [ -d /usr/share/festival/voices/english/ked_diphone ] || need_apt+=(festvox-kdlpc16k)
 [ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] || need_apt+=(festvox-us-slt-hts)
 ldconfig -p 2>/dev/null | grep -q libsndfile || need_apt+=(libsndfile1)
-if [ "${WAKEWORD_UI_DEPS:-0}" = "1" ] && [ ! -x /usr/bin/chromium ]; then need_apt+=(chromium); fi
+# Headless Chromium drives the UI's browser test (Playwright's Python package, executable_path=/usr/bin/chromium).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
