@@ -124,6 +124,17 @@ def cmd_experiment_distill(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment_mining(a: argparse.Namespace) -> int:
+    from wakeword.experiments import MiningExperiment, mining_experiment, mining_markdown, write_results_section
+
+    result = mining_experiment(MiningExperiment.from_yaml(a.config), a.out)
+    body = mining_markdown(result, "wakeword " + " ".join(sys.argv[1:]))
+    print(body)
+    if a.results:
+        write_results_section(a.results, body, title="## Hard-negative mining: one round", key="mining-experiment")
+    return 0
+
+
 # ---------------------------------------------------------------- hpo
 def _hpo_config(a: argparse.Namespace):
     from wakeword.hpo.study import HpoConfig
@@ -412,6 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     xd.add_argument("--results", help="markdown file whose distillation section is (re)written, e.g. docs/RESULTS.md")
     xd.add_argument("--command", help=argparse.SUPPRESS)
     xd.set_defaults(func=cmd_experiment_distill)
+    xm = ex.add_parser("mining", help="one hard-negative mining round: before / control / after (resumable)")
+    xm.add_argument("--config", default="configs/mining_experiment.yaml")
+    xm.add_argument("--out", default="work/mining_experiment")
+    xm.add_argument("--results", help="markdown file whose mining section is (re)written, e.g. docs/RESULTS.md")
+    xm.set_defaults(func=cmd_experiment_mining)
 
     hp = sub.add_parser("hpo", help="multi-objective hyperparameter search (pAUC vs latency)").add_subparsers(
         dest="hpo_cmd", required=True)

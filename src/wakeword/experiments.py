@@ -204,10 +204,12 @@ def markdown(results: dict, command: str) -> str:
             f"accepts per hour (lower is better).\n\n" + "\n".join(lines) + "\n")
 
 
-def write_results_section(md_path: str | Path, body: str, title: str = "## Dual-teacher distillation") -> None:
+def write_results_section(md_path: str | Path, body: str, title: str = "## Dual-teacher distillation",
+                          key: str = "distill-experiment") -> None:
     """Replace (or append) the experiment's section of a markdown file, between fixed markers."""
     md_path = Path(md_path)
     text = md_path.read_text() if md_path.exists() else ""
+    MARK_START, MARK_END = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
     block = f"{MARK_START}\n{title}\n\n{body}{MARK_END}"
     if MARK_START in text and MARK_END in text:
         pre, rest = text.split(MARK_START, 1)
@@ -216,3 +218,112 @@ def write_results_section(md_path: str | Path, body: str, title: str = "## Dual-
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     md_path.write_text(text)
+
+
+# ------------------------------------------------------------------ one round of hard-negative mining
+@dataclass(frozen=True)
+class MiningExperiment:
+    model: str  # the detector to improve (e.g. work/demo/run/best.pt)
+    data_dir: str  # its data set (copied: the original manifest is not touched)
+    eval_set: str  # evaluation-set YAML; its negatives minus the pool are the held-out negatives
+    pool_globs: tuple[str, ...] = ()  # files (relative to the eval set's root) that form the mining pool
+    top_k: int = 200  # candidates queued
+    min_score: float = 0.5  # a false alarm = a rising crossing of this score
+    epochs: int = 4  # fine-tuning epochs (mined run and control run alike)
+    steps_per_epoch: int = 75
+    seed: int = 0
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> MiningExperiment:
+        import yaml
+
+        d = dict((yaml.safe_load(Path(path).read_text()) or {}).get("experiment", {}))
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown experiment keys: {sorted(unknown)}")
+        if "pool_globs" in d:
+            d["pool_globs"] = tuple(d["pool_globs"])
+        return cls(**d)
+
+
+def mining_experiment(exp: MiningExperiment, out_dir: str | Path) -> dict:
+    """Before / after one mining round, next to a control fine-tuned the same way without mined clips.
+
+    The pool (``pool_globs``) is known negative speech, so every candidate is confirmed here (in the UI
+    a person decides); the held-out negatives and the test split never enter the pool or training.
+    """
+    import os
+    import shutil
+
+    import yaml
+
+    from wakeword.evaluation.evaluate import EvalSet, evaluate
+    from wakeword.inference import Detector
+    from wakeword.mining import miner
+    from wakeword.mining.store import MiningStore
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = yaml.safe_load(Path(exp.eval_set).read_text())
+    root = (Path(exp.eval_set).parent / spec.get("root", ".")).resolve()
+    pool = sorted({str(p.resolve()) for g in exp.pool_globs for p in root.glob(g) if p.is_file()})
+    if not pool:
+        raise ValueError(f"the pool globs match no files under {root}")
+    full = EvalSet.from_yaml(exp.eval_set)
+    pool_set = set(pool)
+    held = EvalSet(full.name + " (held-out: pool removed)", full.positives,
+                   tuple(f for f in full.negatives if str(Path(f).resolve()) not in pool_set))
+    for name, src in (("data_mined", exp.data_dir), ("data_control", exp.data_dir)):
+        if not (out / name).exists():  # hard links: cheap, and injection only appends new files
+            shutil.copytree(src, out / name, copy_function=os.link)
+            (out / name / "manifest.csv").unlink()
+            shutil.copyfile(Path(src) / "manifest.csv", out / name / "manifest.csv")
+    store = MiningStore(out / "workspace")
+    summary_path = out / "mining.json"
+    if not summary_path.exists():
+        pool_files = miner.build_pool(out / "data_mined", pool, eval_files=list(held.negatives) + list(held.positives),
+                                      include_training_negatives=False)
+        new = miner.mine(store, exp.model, pool_files, miner.MineConfig(top_k=exp.top_k, min_score=exp.min_score))
+        store.decide([c.id for c in store.candidates(status="pending")], "confirmed")
+        rows = miner.inject(store, out / "data_mined")
+        summary_path.write_text(json.dumps({"pool_files": len(pool_files), "candidates": len(new),
+                                            "injected": len(rows)}, indent=2))
+    mined = json.loads(summary_path.read_text())
+    runs = {"before": exp.model}
+    for name, data in (("control (fine-tuned, no mined clips)", "data_control"), ("after mining", "data_mined")):
+        run_dir = out / data.replace("data_", "run_")
+        if not (run_dir / "train_summary.json").exists():
+            miner.retrain(exp.model, out / data, run_dir, epochs=exp.epochs, steps_per_epoch=exp.steps_per_epoch)
+        runs[name] = str(run_dir / "best.pt")
+    table = {}
+    for name, ckpt in runs.items():
+        ev_dir = out / "eval" / name.split(" ")[0]
+        rep_path = ev_dir / "report.json"
+        if rep_path.exists():
+            rep = json.loads(rep_path.read_text())
+        else:
+            rep = evaluate(Detector.load(ckpt), [EvalSet.from_split(out / "data_control", "test"), held], ev_dir,
+                           progress=False)
+        table[name] = {s: {"pauc": r["pauc"], "fa_per_hour@0.5": r["fa_per_hour_at_threshold"],
+                           "frr@0.5": r["frr_at_threshold"],
+                           "frr@0.5FA/h": r["frr_at_fa_per_hour"]["0.5"]["frr"],
+                           "frr@1FA/h": r["frr_at_fa_per_hour"]["1.0"]["frr"], "negative_hours": r["negative_hours"]}
+                       for s, r in rep["sets"].items()}
+    result = {"mining": mined, "pool_globs": list(exp.pool_globs), "runs": runs, "table": table}
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def mining_markdown(result: dict, command: str) -> str:
+    m = result["mining"]
+    lines = [f"Command: `{command}`", "",
+             f"Pool: {m['pool_files']} files ({', '.join(result['pool_globs'])}); {m['candidates']} candidates "
+             f"queued, all confirmed (the pool is known negative speech), {m['injected']} injected as hard "
+             "negatives. The held-out negatives are the development set's negatives minus the pool.", "",
+             "| model | set | pAUC | FA/h @0.5 | FRR @0.5 | FRR @0.5 FA/h | FRR @1 FA/h | negative hours |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, sets in result["table"].items():
+        for s, r in sets.items():
+            lines.append(f"| {name} | {s} | {r['pauc']:.3f} | {r['fa_per_hour@0.5']:.2f} | {r['frr@0.5']:.3f} | "
+                         f"{r['frr@0.5FA/h']:.3f} | {r['frr@1FA/h']:.3f} | {r['negative_hours']:.2f} |")
+    return "\n".join(lines) + "\n"
