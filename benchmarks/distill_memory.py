@@ -143,8 +143,8 @@ def main() -> None:
                 r = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 results.append(json.loads(r.stdout.strip().splitlines()[-1]))
                 print(results[-1], flush=True)
-    from wakeword.models.kws import WakeWordModel
     from wakeword.features.logmel import FeatureConfig
+    from wakeword.models.kws import WakeWordModel
 
     sizes = {k: sum(p.numel() for p in WakeWordModel(k, {"preset": p}, FeatureConfig()).parameters())
              for k, p in (("wav2vec2", a.w2v), ("conformer", a.conformer))}

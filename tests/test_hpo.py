@@ -214,3 +214,16 @@ def test_kill_9_mid_trial_then_resume(tiny_data, tmp_path):
         assert t.params == params and t.values == values
     retry = next(t for t in complete if t.number not in finished)
     assert retry.user_attrs["retry_of"] == 2 and retry.params == interrupted_params
+
+
+def test_default_configuration_trial_values():
+    from wakeword.hpo.space import default_params
+
+    space = parse_space(DEFAULT_SPACE, with_teachers=False)
+    d = default_params(space, {}, None)
+    assert d["model.width"] == 1.0 and d["model.kernel"] is None and d["train.lr"] == 3e-3
+    assert d["augment.snr_db.0"] == 0.0 and d["augment.snr_db.1"] == 25.0
+    # A base configuration outside the space has no default trial.
+    assert default_params(space, {"lr": 0.5}, None) is None
+    with_t = default_params(parse_space(DEFAULT_SPACE, with_teachers=True), {}, {"teachers": ["t.pt"]})
+    assert with_t["distill.temperature"] == "constant2" and with_t["distill.kd_weight"] == 1.0

@@ -125,7 +125,12 @@ def cmd_experiment_distill(a: argparse.Namespace) -> int:
 
 
 def cmd_experiment_mining(a: argparse.Namespace) -> int:
-    from wakeword.experiments import MiningExperiment, mining_experiment, mining_markdown, write_results_section
+    from wakeword.experiments import (
+        MiningExperiment,
+        mining_experiment,
+        mining_markdown,
+        write_results_section,
+    )
 
     result = mining_experiment(MiningExperiment.from_yaml(a.config), a.out)
     body = mining_markdown(result, "wakeword " + " ".join(sys.argv[1:]))

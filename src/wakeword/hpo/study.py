@@ -421,5 +421,13 @@ def trial_checkpoint(study, number: int) -> str:
     return t.user_attrs["checkpoint"]
 
 
-__all__ = ["HpoConfig", "run_study", "load_study", "show", "trial_checkpoint", "hypervolume_history",
-           "measure_latency_ms", "run_trial"]
+__all__ = [
+    "HpoConfig",
+    "hypervolume_history",
+    "load_study",
+    "measure_latency_ms",
+    "run_study",
+    "run_trial",
+    "show",
+    "trial_checkpoint",
+]

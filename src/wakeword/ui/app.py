@@ -126,8 +126,9 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
         studies = discover_studies(ws)
         if not 0 <= idx < len(studies):
             raise HTTPException(404, "no such study")
-        from wakeword.hpo.study import load_study, show
         import optuna
+
+        from wakeword.hpo.study import load_study, show
 
         d = Path(studies[idx]["dir"])
         names = [s.study_name for s in optuna.study.get_all_study_summaries(f"sqlite:///{d / 'study.db'}")]
