@@ -276,3 +276,27 @@ def test_a_crashed_job_is_reported_and_leaves_the_queue_consistent(client, works
     j2 = _wait(client, jid2)
     assert j2["status"] in ("done", "failed")
     assert store.counts()["pending"] == len(store.candidates(status="pending"))
+
+
+def test_retrain_action_injects_fine_tunes_and_shows_before_after(client, workspace):
+    csrf = _csrf(client)
+    store = MiningStore(workspace)
+    pool = build_pool(workspace / "data", [str(workspace / "neg" / "talk.wav")], include_training_negatives=False)
+    ids = mine(store, _model(workspace), pool, MineConfig(min_score=_threshold(workspace), top_k=3))
+    store.decide(ids[:2], "confirmed")
+    n = len(read_manifest(workspace / "data"))
+    r = client.post("/retrain", data={"model": "runs/tiny/best.pt", "epochs": "1", "steps_per_epoch": "2",
+                                      "csrf": csrf}, follow_redirects=False)
+    assert r.status_code == 303
+    jid = int(r.headers["location"].split("job=")[1].split("&")[0])
+    j = _wait(client, jid, timeout=300)
+    assert j["status"] == "done", j["message"]
+    assert j["result"]["injected"] == 2 and len(read_manifest(workspace / "data")) == n + 2
+    assert Path(j["result"]["new_model"]).is_file()
+    for side in ("before", "after"):
+        assert 0 <= j["result"][side]["pauc"] <= 1
+    page = client.get(f"/benchmark?job={jid}")
+    assert "before-after" in page.text
+    # The fine-tuned model is a workspace model like any other.
+    assert "retrain_job" in client.get("/").text
+    assert client.post("/retrain", data={"model": "runs/tiny/best.pt", "epochs": "0", "csrf": csrf}).status_code == 400

@@ -108,13 +108,8 @@ def _run_jobs(fn, jobs: list[dict], workers: int) -> list:
         return list(pool.map(fn, jobs))
 
 
-def distill_experiment(exp: DistillExperiment, out_dir: str | Path, workers: int = 1) -> dict:
-    """Train and evaluate every variant for every seed; returns (and writes) results.json."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not (Path(exp.data_dir) / "manifest.csv").exists():
-        raise FileNotFoundError(f"no data set at {exp.data_dir}: run `wakeword data build` (or `make demo`) first")
-    (out_dir / "experiment.json").write_text(json.dumps(exp.__dict__, indent=2, default=list))
+def plan_distill_experiment(exp: DistillExperiment, out_dir: Path) -> tuple[dict, list[dict], list[dict]]:
+    """(run folder per (variant, seed), phase-1 jobs (baselines, teachers), phase-2 jobs (distilled))."""
     data = str(Path(exp.data_dir).resolve())
     runs = {}  # (variant, seed) -> run dir
     phase1, phase2 = [], []
@@ -149,6 +144,17 @@ def distill_experiment(exp: DistillExperiment, out_dir: str | Path, workers: int
                        "eval_sets": list(exp.eval_sets), "max_fpr": exp.max_fpr}
     # Longest first (Wav2Vec2 teachers, then Conformers), so the cheap runs fill the gaps at the end.
     phase1.sort(key=lambda j: {"wav2vec2": 0, "conformer": 1}.get(j.get("arch", ""), 2))
+    return runs, phase1, phase2
+
+
+def distill_experiment(exp: DistillExperiment, out_dir: str | Path, workers: int = 1) -> dict:
+    """Train and evaluate every variant for every seed; returns (and writes) results.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not (Path(exp.data_dir) / "manifest.csv").exists():
+        raise FileNotFoundError(f"no data set at {exp.data_dir}: run `wakeword data build` (or `make demo`) first")
+    (out_dir / "experiment.json").write_text(json.dumps(exp.__dict__, indent=2, default=list))
+    runs, phase1, phase2 = plan_distill_experiment(exp, out_dir)
     logger.info("training and evaluating %d baselines/teachers, then %d distilled students (%d workers)",
                 len(phase1), len(phase2), workers)
     reports = _run_jobs(_train_eval_job, phase1, workers) + _run_jobs(_train_eval_job, phase2, workers)
