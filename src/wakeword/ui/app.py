@@ -26,10 +26,23 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # one uploaded recording
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".au", ".opus"}
 
 
+def _find(workspace: Path, name: str, max_depth: int) -> list[Path]:
+    """Files called ``name`` under the workspace, following symlinked folders (runs linked in)."""
+    found = []
+    for root, dirs, files in os.walk(workspace, followlinks=True):
+        depth = len(Path(root).relative_to(workspace).parts)
+        if depth >= max_depth:
+            dirs[:] = []
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("clips", "tb", "ui", "mining")]
+        if name in files:
+            found.append(Path(root) / name)
+    return sorted(found)
+
+
 def discover_models(workspace: Path, max_depth: int = 4) -> list[dict]:
     """Checkpoints (best.pt) under the workspace with what their run recorded."""
     out = []
-    for p in sorted(workspace.rglob("best.pt")):
+    for p in _find(workspace, "best.pt", max_depth):
         rel = p.relative_to(workspace)
         if len(rel.parts) > max_depth or "trials" in rel.parts:
             continue
@@ -56,8 +69,8 @@ def discover_models(workspace: Path, max_depth: int = 4) -> list[dict]:
 
 def discover_studies(workspace: Path) -> list[dict]:
     out = []
-    for db in sorted(workspace.rglob("study.db")):
-        if len(db.relative_to(workspace).parts) <= 4:
+    for db in _find(workspace, "study.db", 4):
+        if True:
             out.append({"dir": str(db.parent), "rel": str(db.parent.relative_to(workspace))})
     return out
 
