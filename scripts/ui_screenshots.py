@@ -64,6 +64,7 @@ def main() -> None:
         expect(page.locator("#bench-metrics")).to_be_visible(timeout=600_000)
         page.screenshot(path=str(out / "ui_benchmark.png"), full_page=True)
         page.fill("#min-score", str(a.min_score))
+        page.uncheck("#train-negatives")  # registered sources only: quick
         page.click("#mine-button")
         expect(page.locator("#mine-result")).to_be_visible(timeout=600_000)
         page.click("#nav-queue")

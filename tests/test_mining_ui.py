@@ -198,7 +198,7 @@ def test_mining_flow_through_the_api(client, workspace):
     r = client.post("/sources/register", data={"path": str(workspace / "neg"), "csrf": csrf}, follow_redirects=False)
     assert r.status_code == 303
     r = client.post("/mine", data={"model": "runs/tiny/best.pt", "min_score": str(_threshold(workspace)),
-                                   "top_k": "200", "csrf": csrf}, follow_redirects=False)
+                                   "top_k": "200", "train_negatives": "on", "csrf": csrf}, follow_redirects=False)
     jid = int(r.headers["location"].split("job=")[1].split("&")[0])
     j = _wait(client, jid)
     assert j["status"] == "done" and j["result"]["new_candidates"] >= 3

@@ -247,7 +247,7 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
 
     @app.post("/mine")
     def run_mining(request: Request, model: str = Form(...), top_k: int = Form(50), min_score: float = Form(0.5),
-                   csrf: str = Form("")):
+                   train_negatives: str = Form(""), csrf: str = Form("")):
         check_csrf(request, csrf)
         m = model_by_rel(model)
         if not m["data_dir"]:
@@ -255,7 +255,7 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
         if not (0.0 <= min_score <= 1.0 and 1 <= top_k <= 1000):
             raise HTTPException(400, "min score must be in [0, 1] and top-k in [1, 1000]")
         jid = start_job("mine", {"model": m["path"], "data_dir": m["data_dir"], "top_k": top_k,
-                                 "min_score": min_score})
+                                 "min_score": min_score, "train_negatives": train_negatives == "on"})
         return RedirectResponse(f"/benchmark?job={jid}&model={model}", status_code=303)
 
     @app.post("/queue/decide")

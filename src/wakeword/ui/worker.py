@@ -64,7 +64,8 @@ def run(workspace: str, job_id: int) -> None:
             from wakeword.mining import miner
 
             progress(0.01, "building the mining pool")
-            pool = miner.build_pool(args["data_dir"], store.sources(), miner.registered_eval_files(store))
+            pool = miner.build_pool(args["data_dir"], store.sources(), miner.registered_eval_files(store),
+                                    include_training_negatives=bool(args.get("train_negatives", True)))
             cfg = miner.MineConfig(top_k=int(args.get("top_k", 50)), min_score=float(args.get("min_score", 0.5)))
             new = miner.mine(store, args["model"], pool, cfg, progress)
             result = {"new_candidates": len(new), "pool_files": len(pool)}
