@@ -114,8 +114,8 @@ def cmd_experiment_distill(a: argparse.Namespace) -> int:
     exp = DistillExperiment.from_yaml(a.config)
     if a.seeds:
         exp = DistillExperiment(**{**exp.__dict__, "seeds": tuple(a.seeds)})
-    results = distill_experiment(exp, a.out, workers=a.workers)
-    command = "wakeword " + " ".join(sys.argv[1:]) if a.command is None else a.command
+    results = distill_experiment(exp, a.out, workers=a.workers, summarise_only=a.summarise_only)
+    command = ("wakeword " + " ".join(sys.argv[1:])) if a.command is None else a.command
     body = markdown(results, command)
     print(body)
     if a.results:
@@ -427,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     xd.add_argument("--workers", type=int, default=1, help="runs in parallel (one CPU thread each)")
     xd.add_argument("--results", help="markdown file whose distillation section is (re)written, e.g. docs/RESULTS.md")
     xd.add_argument("--command", help=argparse.SUPPRESS)
+    xd.add_argument("--summarise-only", action="store_true",
+                    help="train nothing: tabulate the finished runs (a partial table says which seeds)")
     xd.set_defaults(func=cmd_experiment_distill)
     xm = ex.add_parser("mining", help="one hard-negative mining round: before / control / after (resumable)")
     xm.add_argument("--config", default="configs/mining_experiment.yaml")

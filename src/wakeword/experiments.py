@@ -147,14 +147,24 @@ def plan_distill_experiment(exp: DistillExperiment, out_dir: Path) -> tuple[dict
     return runs, phase1, phase2
 
 
-def distill_experiment(exp: DistillExperiment, out_dir: str | Path, workers: int = 1) -> dict:
-    """Train and evaluate every variant for every seed; returns (and writes) results.json."""
+def distill_experiment(exp: DistillExperiment, out_dir: str | Path, workers: int = 1,
+                       summarise_only: bool = False) -> dict:
+    """Train and evaluate every variant for every seed; returns (and writes) results.json.
+
+    ``summarise_only``: train nothing, tabulate the runs whose evaluation is finished (a partial table
+    says how many seeds each row has)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not (Path(exp.data_dir) / "manifest.csv").exists():
         raise FileNotFoundError(f"no data set at {exp.data_dir}: run `wakeword data build` (or `make demo`) first")
     (out_dir / "experiment.json").write_text(json.dumps(exp.__dict__, indent=2, default=list))
     runs, phase1, phase2 = plan_distill_experiment(exp, out_dir)
+    if summarise_only:
+        done = {k: json.loads((d / "eval" / "report.json").read_text()) for k, d in runs.items()
+                if (d / "eval" / "report.json").exists()}
+        results = summarise_experiment(exp, runs, done)
+        (out_dir / "results_partial.json").write_text(json.dumps(results, indent=2))
+        return results
     logger.info("training and evaluating %d baselines/teachers, then %d distilled students (%d workers)",
                 len(phase1), len(phase2), workers)
     reports = _run_jobs(_train_eval_job, phase1, workers) + _run_jobs(_train_eval_job, phase2, workers)
@@ -180,7 +190,10 @@ def summarise_experiment(exp: DistillExperiment, runs: dict, reports: dict) -> d
     """Mean and std over seeds of each variant's metrics per evaluation set."""
     rows = {}
     for v in exp.variants:
-        per_seed = [_metrics(reports[(v, s)], exp.fa_per_hour) for s in exp.seeds if (v, s) in reports]
+        seeds = [s for s in exp.seeds if (v, s) in reports]
+        per_seed = [_metrics(reports[(v, s)], exp.fa_per_hour) for s in seeds]
+        if not per_seed:
+            continue
         params = None
         summ = runs[(v, exp.seeds[0])] / "train_summary.json"
         if summ.exists():
@@ -191,7 +204,7 @@ def summarise_experiment(exp: DistillExperiment, runs: dict, reports: dict) -> d
                 vals = np.array([p[set_name][metric] for p in per_seed], dtype=float)
                 stats.setdefault(set_name, {})[metric] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1))
                                                           if len(vals) > 1 else 0.0, "values": vals.tolist()}
-        rows[v] = {"params": params, "metrics": stats}
+        rows[v] = {"params": params, "metrics": stats, "seeds": seeds}
     return {"seeds": list(exp.seeds), "fa_per_hour": list(exp.fa_per_hour), "variants": rows}
 
 
@@ -200,11 +213,14 @@ def markdown(results: dict, command: str) -> str:
     first = next(iter(variants.values()))["metrics"]
     sets = list(first)
     metrics = list(first[sets[0]])
-    head = "| variant | params | " + " | ".join(f"{s}: {m}" for s in sets for m in metrics) + " |"
-    lines = [head, "|" + "---|" * (2 + len(sets) * len(metrics))]
+    head = "| variant | params | seeds | " + " | ".join(f"{s}: {m}" for s in sets for m in metrics) + " |"
+    lines = [head, "|" + "---|" * (3 + len(sets) * len(metrics))]
     for v, r in variants.items():
-        cells = [f"{r['metrics'][s][m]['mean']:.3f} ± {r['metrics'][s][m]['std']:.3f}" for s in sets for m in metrics]
-        lines.append(f"| {v} | {r['params'] or ''} | " + " | ".join(cells) + " |")
+        cells = [f"{r['metrics'][s][m]['mean']:.3f} ± {r['metrics'][s][m]['std']:.3f}"
+                 if len(r["metrics"][s][m]["values"]) > 1 else f"{r['metrics'][s][m]['mean']:.3f} (1 seed)"
+                 for s in sets for m in metrics]
+        seeds = ",".join(str(s) for s in r.get("seeds", results["seeds"]))
+        lines.append(f"| {v} | {r['params'] or ''} | {seeds} | " + " | ".join(cells) + " |")
     return (f"Command: `{command}`\n\nMean ± std over seeds {results['seeds']}; pAUC is the normalised "
             f"partial AUC for FPR ≤ 0.1 (higher is better); frr@X is the false-reject rate at X false "
             f"accepts per hour (lower is better).\n\n" + "\n".join(lines) + "\n")
