@@ -20,7 +20,6 @@ logger = logging.getLogger(__name__)
 
 VARIANTS = ("baseline", "teacher_conformer", "teacher_wav2vec2", "distill_both", "distill_conformer",
             "distill_wav2vec2")
-MARK_START, MARK_END = "<!-- distill-experiment:start -->", "<!-- distill-experiment:end -->"
 
 
 @dataclass(frozen=True)
@@ -231,11 +230,11 @@ def write_results_section(md_path: str | Path, body: str, title: str = "## Dual-
     """Replace (or append) the experiment's section of a markdown file, between fixed markers."""
     md_path = Path(md_path)
     text = md_path.read_text() if md_path.exists() else ""
-    MARK_START, MARK_END = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
-    block = f"{MARK_START}\n{title}\n\n{body}{MARK_END}"
-    if MARK_START in text and MARK_END in text:
-        pre, rest = text.split(MARK_START, 1)
-        post = rest.split(MARK_END, 1)[1]
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+    block = f"{start}\n{title}\n\n{body}{end}"
+    if start in text and end in text:
+        pre, rest = text.split(start, 1)
+        post = rest.split(end, 1)[1]
         text = pre + block + post
     else:
         text = text.rstrip() + "\n\n" + block + "\n"

@@ -54,25 +54,20 @@ def discover_models(workspace: Path, max_depth: int = 4) -> list[dict]:
                            "epochs": s.get("epochs")}
             except json.JSONDecodeError:
                 pass
-        cfg_file = p.parent / "config.json"
-        data_dir = ""
+        cfg_file, run_cfg = p.parent / "config.json", {}
         if cfg_file.exists():
             try:
-                data_dir = json.loads(cfg_file.read_text()).get("data_dir", "")
+                run_cfg = json.loads(cfg_file.read_text())
             except json.JSONDecodeError:
                 pass
-        out.append({"path": str(p), "rel": str(rel), "metrics": metrics, "data_dir": data_dir,
-                    "arch": json.loads(cfg_file.read_text()).get("train", {}).get("arch", "") if cfg_file.exists()
-                    else ""})
+        out.append({"path": str(p), "rel": str(rel), "metrics": metrics, "data_dir": run_cfg.get("data_dir", ""),
+                    "arch": run_cfg.get("train", {}).get("arch", "")})
     return out
 
 
 def discover_studies(workspace: Path) -> list[dict]:
-    out = []
-    for db in _find(workspace, "study.db", 4):
-        if True:
-            out.append({"dir": str(db.parent), "rel": str(db.parent.relative_to(workspace))})
-    return out
+    return [{"dir": str(db.parent), "rel": str(db.parent.relative_to(workspace))}
+            for db in _find(workspace, "study.db", 4)]
 
 
 def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
@@ -102,6 +97,12 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
         if origin and origin.split("://", 1)[-1] != request.headers.get("host", ""):
             raise HTTPException(403, "cross-site request refused")
 
+    def candidate_or_404(cid: int):
+        try:
+            return store.get(cid)
+        except KeyError:
+            raise HTTPException(404, "no such candidate") from None
+
     def model_by_rel(rel: str) -> dict:
         for m in discover_models(ws):
             if m["rel"] == rel:
@@ -120,9 +121,9 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
 
     def start_job(kind: str, args: dict) -> int:
         jid = store.create_job(kind, args)
-        log = open(ws / "ui" / f"worker_{jid}.log", "w") if (ws / "ui").is_dir() else subprocess.DEVNULL
-        proc = subprocess.Popen([sys.executable, "-m", "wakeword.ui.worker", str(ws), str(jid)],
-                                stdout=log, stderr=subprocess.STDOUT, cwd=str(ws))
+        with open(ws / "ui" / f"worker_{jid}.log", "w") as log:  # the child keeps its own copy of the fd
+            proc = subprocess.Popen([sys.executable, "-m", "wakeword.ui.worker", str(ws), str(jid)],
+                                    stdout=log, stderr=subprocess.STDOUT, cwd=str(ws))
         app.state.procs[jid] = proc
         store.update_job(jid, pid=proc.pid)
         return jid
@@ -184,10 +185,7 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
     # ------------------------------------------------------------ audio and images (registered files only)
     @app.get("/audio/candidate/{cid}")
     def candidate_audio(cid: int):
-        try:
-            c = store.get(cid)
-        except KeyError:
-            raise HTTPException(404, "no such candidate") from None
+        c = candidate_or_404(cid)
         return FileResponse(c.clip, media_type="audio/wav")
 
     @app.get("/audio/served/{sid}")
@@ -201,10 +199,7 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
 
     @app.get("/spectrogram/{cid}.png")
     def spectrogram(cid: int):
-        try:
-            c = store.get(cid)
-        except KeyError:
-            raise HTTPException(404, "no such candidate") from None
+        c = candidate_or_404(cid)
         out = ws / "mining" / "spectrograms" / f"{c.sha256}.png"
         if not out.exists():
             _spectrogram_png(c.clip, out)
@@ -311,14 +306,13 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
         files = [f for f in sorted(p.rglob("*")) if f.suffix.lower() in AUDIO_SUFFIXES] if p.is_dir() else [p]
         from wakeword.mining.miner import PoolError, build_pool
 
-        models = discover_models(ws)
+        # Refuse evaluation audio now, not only when mining; check everything before registering anything.
+        for data_dir in {m["data_dir"] for m in discover_models(ws) if m["data_dir"]}:
+            try:
+                build_pool(data_dir, [str(f) for f in files], include_training_negatives=False)
+            except PoolError as exc:
+                raise HTTPException(400, str(exc)) from None
         for f in files:
-            for m in models:  # refuse evaluation audio now, not only when mining
-                if m["data_dir"]:
-                    try:
-                        build_pool(m["data_dir"], [str(f)], include_training_negatives=False)
-                    except PoolError as exc:
-                        raise HTTPException(400, str(exc)) from None
             store.add_source(f)
         return RedirectResponse("/sources", status_code=303)
 
@@ -393,6 +387,7 @@ def _pid_alive(pid: int | None) -> bool:
 def _spectrogram_png(clip: str, out: Path) -> None:
     """A small log-mel thumbnail of a clip (the project's front end)."""
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -401,12 +396,11 @@ def _spectrogram_png(clip: str, out: Path) -> None:
     from wakeword.audio.io import load_audio
     from wakeword.features.logmel import FeatureConfig, LogMel
 
-    audio = load_audio(clip)
     feat = FeatureConfig()
-    if len(audio) < feat.n_fft:
-        audio = list(audio) + [0.0] * (feat.n_fft - len(audio))
+    audio = load_audio(clip)
+    audio = np.pad(audio, (0, max(0, feat.n_fft - len(audio))))
     with torch.no_grad():
-        mel = LogMel(feat)(torch.tensor(audio, dtype=torch.float32)[None])[0].numpy()
+        mel = LogMel(feat)(torch.from_numpy(audio.astype(np.float32))[None])[0].numpy()
     fig, ax = plt.subplots(figsize=(2.4, 0.9), dpi=80)
     ax.imshow(mel, origin="lower", aspect="auto", cmap="magma")
     ax.axis("off")
