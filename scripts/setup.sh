@@ -36,6 +36,10 @@ fi
 
 echo "[setup] installing the Python package"
 "$PY" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+# openWakeWord 0.5.1 (the last release that ships pretrained models) is the peer `wakeword bench` compares
+# against. Its declared dependencies include tflite-runtime, which has no wheel here; it runs on onnxruntime
+# (already installed), so it goes in without its dependency list.
+"$PY" -c "import openwakeword" 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check --no-deps "openwakeword==0.5.1"
 "$PY" - <<'PYEOF'
 import torch
 assert torch.version.cuda is None, f"expected the CPU build of torch, got CUDA {torch.version.cuda}"

@@ -276,6 +276,34 @@ def cmd_eval(a: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- bench
+PRESETS = {"real-dev": "real_dev_computer.yaml"}  # configs/eval/ files describing ../shared/data/real
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from wakeword.evaluation.bench import BenchConfig, run_bench
+    from wakeword.evaluation.detectors import load_detector
+    from wakeword.evaluation.evaluate import EvalSet
+
+    sets = [EvalSet.from_yaml(y) for y in a.set or []]
+    for name in a.preset or []:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset '{name}'; known: {sorted(PRESETS)}")
+        sets.append(EvalSet.from_yaml(Path(__file__).resolve().parents[2] / "configs" / "eval" / PRESETS[name]))
+    if a.positives or a.negatives:
+        sets.append(EvalSet.from_dirs("folders", a.positives or [], a.negatives or [], a.noise or [], a.phrase))
+    if not sets:
+        raise SystemExit("error: give --preset real-dev, --set YAML, or --positives/--negatives [--noise] folders")
+    cfg = BenchConfig(snr_db=a.snr, lead_s=a.lead, tail_s=a.tail, refractory_s=a.refractory)
+    detectors = [load_detector(spec) for spec in a.detector]
+    report = run_bench(detectors, sets, cfg, a.out, progress=not a.quiet)
+    from wakeword.evaluation.bench import markdown
+
+    print(markdown(report))
+    print(f"report: {Path(a.out) / 'bench.json'}, {Path(a.out) / 'bench.md'}, DET plots in {a.out}")
+    return 0
+
+
 # ---------------------------------------------------------------- export
 def cmd_export(a: argparse.Namespace) -> int:
     from wakeword.evaluation.evaluate import EvalSet
@@ -507,6 +535,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.set_defaults(func=cmd_eval)
 
+    b = sub.add_parser("bench", help="several detectors (ours and openWakeWord) on the same real audio, one protocol")
+    b.add_argument("--detector", action="append", required=True,
+                   help="[label=]SPEC, repeatable: a .pt checkpoint, an .onnx / .int8.onnx / .stream.onnx export, "
+                        "or oww:NAME (openWakeWord: alexa, hey_mycroft, hey_jarvis, hey_rhasspy, timer, weather)")
+    b.add_argument("--preset", action="append", help="a described data set: real-dev (../shared/data/real, 'computer')")
+    b.add_argument("--set", action="append", help="set YAML: root, positives, negatives, noise globs, phrase")
+    b.add_argument("--positives", action="append", help="folder of wake-phrase recordings")
+    b.add_argument("--negatives", action="append", help="folder of audio that is not the wake phrase")
+    b.add_argument("--noise", action="append", help="folder of background noise (for --snr)")
+    b.add_argument("--phrase", help="what the --positives folders say (detectors of other phrases skip them)")
+    b.add_argument("--snr", type=float, default=None, help="mix the set's noise into every clip at this SNR (dB)")
+    b.add_argument("--lead", type=float, default=1.0, help="seconds of silence before each positive")
+    b.add_argument("--tail", type=float, default=1.0, help="seconds of silence after each positive")
+    b.add_argument("--refractory", type=float, default=1.0, help="seconds")
+    b.add_argument("--out", required=True)
+    b.set_defaults(func=cmd_bench)
+
     x = sub.add_parser("export", help="export ONNX with the front end inside")
     x.add_argument("--model", required=True)
     x.add_argument("--out", required=True, help="output .onnx path (INT8 goes next to it as NAME.int8.onnx)")
@@ -536,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.threads > 0 and args.cmd in ("eval", "score", "export", "demo", "mine", "serve"):
+    if args.threads > 0 and args.cmd in ("eval", "bench", "score", "export", "demo", "mine", "serve"):
         import torch
 
         torch.set_num_threads(args.threads)

@@ -216,6 +216,14 @@ def calibration_windows(data_dir: str | Path, feat: FeatureConfig, n: int = 256,
     return np.stack([ds[i][0].numpy() for i in range(len(ds))])
 
 
+def trained_phrase(data_dir: str | None) -> str | None:
+    """The wake phrase of the data a checkpoint was trained on (None when the folder is gone)."""
+    try:
+        return json.loads((Path(data_dir) / "data_config.json").read_text()).get("phrase") if data_dir else None
+    except (OSError, ValueError):
+        return None
+
+
 def export_model(checkpoint: str | Path, out: str | Path, int8: bool = False, data_dir: str | Path | None = None,
                  eval_sets: list | None = None, progress: bool = True, streaming: bool = False) -> dict:
     """Export float ONNX (and INT8 when asked, with a float-vs-INT8 accuracy report). Returns the report."""
@@ -224,10 +232,12 @@ def export_model(checkpoint: str | Path, out: str | Path, int8: bool = False, da
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt)
     out = Path(out)
-    float_path = export_onnx(model, out, metadata={"metrics": ckpt.get("metrics", {})})
+    meta = {"metrics": ckpt.get("metrics", {}), "threshold": ckpt.get("threshold"),
+            "phrase": trained_phrase(ckpt.get("config", {}).get("data_dir"))}
+    float_path = export_onnx(model, out, metadata=meta)
     report: dict = {"float": {"path": str(float_path), "kib": round(float_path.stat().st_size / 1024, 1)}}
     if streaming:
-        sp = export_streaming_onnx(model, out.with_name(out.stem + ".stream.onnx"))
+        sp = export_streaming_onnx(model, out.with_name(out.stem + ".stream.onnx"), metadata=meta)
         report["streaming"] = {"path": str(sp), "kib": round(sp.stat().st_size / 1024, 1),
                                "contract": stream_contract(model.feat)}
     if not int8:

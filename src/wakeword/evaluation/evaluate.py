@@ -33,13 +33,16 @@ class EvalSet:
     name: str  # shown in reports
     positives: tuple[str, ...] = ()  # audio files of the wake phrase
     negatives: tuple[str, ...] = ()  # audio files that are not the wake phrase (clips or long recordings)
+    noise: tuple[str, ...] = ()  # background noise for `wakeword bench --snr` (mixed into every clip)
+    phrase: str | None = None  # what the positives say; detectors of another phrase skip them
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> EvalSet:
-        """YAML: name, root (relative to the YAML file or absolute), positives / negatives: lists of globs."""
+        """YAML: name, root (relative to the YAML file or absolute), positives / negatives / noise:
+        lists of globs, phrase (optional)."""
         path = Path(path)
         spec = yaml.safe_load(path.read_text()) or {}
-        unknown = set(spec) - {"name", "root", "positives", "negatives", "description"}
+        unknown = set(spec) - {"name", "root", "positives", "negatives", "noise", "phrase", "description"}
         if unknown:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
         root = Path(spec.get("root", "."))
@@ -48,14 +51,18 @@ class EvalSet:
         if not root.is_dir():
             raise FileNotFoundError(f"{path}: root folder {root} does not exist")
         return cls(spec.get("name", path.stem), _expand(root, spec.get("positives", [])),
-                   _expand(root, spec.get("negatives", [])))
+                   _expand(root, spec.get("negatives", [])), _expand(root, spec.get("noise", [])),
+                   spec.get("phrase"))
 
     @classmethod
-    def from_dirs(cls, name: str, positive_dirs=(), negative_dirs=()) -> EvalSet:
+    def from_dirs(cls, name: str, positive_dirs=(), negative_dirs=(), noise_dirs=(), phrase: str | None = None) -> EvalSet:
         def files(dirs):
+            for d in dirs:
+                if not Path(d).is_dir():
+                    raise FileNotFoundError(f"no such folder: {d}")
             return tuple(str(p) for d in dirs for p in sorted(Path(d).rglob("*")) if p.is_file()
                          and p.suffix.lower() in {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".au", ".opus"})
-        return cls(name, files(positive_dirs), files(negative_dirs))
+        return cls(name, files(positive_dirs), files(negative_dirs), files(noise_dirs), phrase)
 
     @classmethod
     def from_split(cls, data_dir: str | Path, split: str = "test") -> EvalSet:
@@ -87,6 +94,7 @@ class SetScores:
     neg_files: list[str] = field(default_factory=list)
     pos_files: list[str] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
+    clip_places: list[tuple[int, float]] = field(default_factory=list)  # per negative clip: (stream, start s)
 
 
 def load_set_audio(s: EvalSet, progress: bool = True):

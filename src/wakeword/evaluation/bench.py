@@ -1,0 +1,286 @@
+"""`wakeword bench`: several detectors, one protocol, the same audio.
+
+Protocol (identical for every detector):
+- each positive clip gets ``lead_s`` of silence before it and ``tail_s`` after it, is scored on its
+  own from a fresh detector state, and its score is the maximum over everything the detector
+  produced for it (so the short tail after the word counts);
+- negatives are laid end to end, in a fixed order, into continuous streams of at most ``stream_s``
+  seconds (state reset between streams only); a false accept is a rising threshold crossing with a
+  refractory period (the metrics module), a negative clip's score is the max over the scores whose
+  audio ends inside it;
+- with ``snr_db``, a noise file drawn from the set's noise list is mixed into every clip (padding
+  included) at that SNR, the clip's active-speech level over the noise power; the draw (file and
+  offset) is seeded by the clip's path, so every detector and every run hears the same noisy audio;
+- CPU seconds per audio hour: process CPU time spent in the detector's ``process`` calls (one
+  thread: torch and onnxruntime are set to one) over the hours of audio it was given.
+
+Thresholds are swept exactly (every positive score, every negative peak and just above it), so the
+low-FA operating points are exact, not interpolated.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import zlib
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from wakeword.audio.mixing import power
+from wakeword.evaluation import metrics
+from wakeword.evaluation.detectors import SAMPLE_RATE, same_phrase
+from wakeword.evaluation.evaluate import FA_TARGETS, EvalSet, SetScores, load_set_audio, summarise
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    snr_db: float | None = None  # mix the set's noise into every clip at this SNR (None: clean)
+    lead_s: float = 1.0  # silence before each positive clip
+    tail_s: float = 1.0  # silence after each positive clip (its scores count)
+    stream_s: float = 600.0  # negatives are scored as continuous streams of at most this long
+    refractory_s: float = 1.0  # a detector fires at most once per this many seconds
+    max_fpr: float = 0.1  # clip pAUC range
+    top_k: int = 10  # false-accept sources listed per detector
+
+    def __post_init__(self):
+        if self.lead_s < 0 or self.tail_s < 0 or self.stream_s <= 0 or self.refractory_s < 0:
+            raise ValueError("lead_s, tail_s, refractory_s must be >= 0 and stream_s > 0")
+        if not 0 < self.max_fpr <= 1:
+            raise ValueError("max_fpr must be in (0, 1]")
+
+
+def active_level(audio: np.ndarray, sr: int = SAMPLE_RATE, frame_s: float = 0.02, floor_db: float = 30.0) -> float:
+    """Mean power of the active part of a clip: 20 ms frames within ``floor_db`` of the loudest ones
+    (the 95th percentile of frame power). A simplified ITU-T P.56 level, so silence padding and pauses
+    do not lower a clip's level."""
+    n = max(1, int(frame_s * sr))
+    frames = audio[: len(audio) // n * n].reshape(-1, n) if len(audio) >= n else audio[None]
+    p = np.mean(np.square(frames, dtype=np.float64), axis=1)
+    if not np.any(p > 0):
+        return 0.0
+    ref = np.percentile(p, 95)
+    active = p[p >= ref * 10 ** (-floor_db / 10)]
+    return float(active.mean())
+
+
+def clip_seed(path: str) -> int:
+    """A seed from a clip's path (its last three components, so the same files elsewhere draw alike)."""
+    key = "/".join(Path(path).parts[-3:])
+    return zlib.crc32(key.encode())
+
+
+def add_noise(audio: np.ndarray, noise: list[np.ndarray], snr_db: float, seed: int) -> np.ndarray:
+    """``audio`` + a seeded excerpt of one of ``noise`` at ``snr_db`` (active level over noise power)."""
+    rng = np.random.default_rng(seed)
+    src = noise[int(rng.integers(len(noise)))]
+    if len(src) < len(audio):
+        src = np.tile(src, int(np.ceil(len(audio) / len(src))) + 1)
+    start = int(rng.integers(0, len(src) - len(audio) + 1))
+    excerpt = src[start:start + len(audio)]
+    ps, pn = active_level(audio), power(excerpt)
+    if ps <= 0 or pn <= 0:
+        return audio.astype(np.float32)
+    return (audio + excerpt * np.sqrt(ps / (pn * 10 ** (snr_db / 10)))).astype(np.float32)
+
+
+@dataclass
+class PreparedSet:
+    """A set's audio as every detector will hear it."""
+    name: str
+    phrase: str | None
+    positives: list[tuple[str, np.ndarray]]  # padded (and noisy) positive clips
+    negatives: list[tuple[str, np.ndarray]]  # (noisy) negative clips, in stream order
+    skipped: list[dict]
+
+
+def prepare_set(s: EvalSet, cfg: BenchConfig, progress: bool = True) -> PreparedSet:
+    pos, neg, skipped = load_set_audio(s, progress)
+    if cfg.snr_db is not None:
+        if not s.noise:
+            raise ValueError(f"set '{s.name}' lists no noise files: add `noise:` globs to its YAML or drop --snr")
+        noise = [a for _, a in load_set_audio(EvalSet("noise", negatives=s.noise), progress)[1]]
+        if not noise:
+            raise ValueError(f"set '{s.name}': none of its noise files could be read")
+    lead, tail = np.zeros(int(cfg.lead_s * SAMPLE_RATE), np.float32), np.zeros(int(cfg.tail_s * SAMPLE_RATE), np.float32)
+    pos = [(f, np.concatenate([lead, a, tail])) for f, a in pos]
+    if cfg.snr_db is not None:
+        pos = [(f, add_noise(a, noise, cfg.snr_db, clip_seed(f))) for f, a in pos]
+        neg = [(f, add_noise(a, noise, cfg.snr_db, clip_seed(f))) for f, a in neg]
+    return PreparedSet(s.name, s.phrase, pos, neg, skipped)
+
+
+def _timed(det, audio: np.ndarray, clock: list[float]) -> np.ndarray:
+    t = time.process_time()
+    out = det.process(audio)
+    clock[0] += time.process_time() - t
+    return out
+
+
+def score_detector(det, ps: PreparedSet, cfg: BenchConfig, progress: bool = True) -> tuple[SetScores, dict]:
+    """Scores of one detector on a prepared set, and its cost (CPU seconds, audio seconds)."""
+    clock = [0.0]
+    audio_s = 0.0
+    pos_scores, pos_files = [], []
+    if same_phrase(det.phrase, ps.phrase):
+        for f, a in tqdm(ps.positives, desc=f"{det.name}: positives", disable=not progress, leave=False):
+            det.reset()
+            s = _timed(det, a, clock)
+            audio_s += len(a) / SAMPLE_RATE
+            pos_scores.append(float(s.max()) if len(s) else 0.0)
+            pos_files.append(f)
+    streams, clip_scores, clip_files = [], [], []
+    group: list[tuple[str, np.ndarray]] = []
+
+    def flush():
+        nonlocal group, audio_s
+        if not group:
+            return
+        audio = np.concatenate([a for _, a in group])
+        det.reset()
+        s = _timed(det, audio, clock)
+        audio_s += len(audio) / SAMPLE_RATE
+        streams.append(s)
+        ends = det.first_end_s + np.arange(len(s)) * det.hop_s
+        start = 0.0
+        for f, a in group:
+            end = start + len(a) / SAMPLE_RATE
+            m = (ends > start) & (ends <= end + 1e-9)
+            if m.any():
+                clip_scores.append(float(s[m].max()))
+            else:  # shorter than one hop or before the first score: the first score after it covers it
+                k = min(len(s) - 1, int(np.searchsorted(ends, end)))
+                clip_scores.append(float(s[k]) if len(s) else 0.0)
+            clip_files.append((f, (len(streams) - 1, start)))
+            start = end
+        group = []
+
+    total = 0
+    for f, a in tqdm(ps.negatives, desc=f"{det.name}: negatives", disable=not progress, leave=False):
+        group.append((f, a))
+        total += len(a)
+        if total >= cfg.stream_s * SAMPLE_RATE:
+            flush()
+            total = 0
+    flush()
+    sc = SetScores(np.array(pos_scores), np.array(clip_scores), streams, det.hop_s,
+                   [f for f, _ in clip_files], pos_files, list(ps.skipped), [p for _, p in clip_files])
+    cost = {"cpu_s": clock[0], "audio_s": audio_s,
+            "cpu_s_per_audio_hour": clock[0] / audio_s * 3600 if audio_s else float("nan")}
+    return sc, cost
+
+
+def false_accept_sources(sc: SetScores, det, threshold: float, refractory_s: float, k: int) -> list[dict]:
+    """Which negative files the false accepts at ``threshold`` came from (events counted per file)."""
+    counts: Counter = Counter()
+    for i, s in enumerate(sc.neg_streams):
+        members = [j for j, (si, _) in enumerate(sc.clip_places) if si == i]
+        if not len(s) or not members:
+            continue
+        starts = np.array([sc.clip_places[j][1] for j in members])
+        for t in metrics.detect_events(s, threshold, det.hop_s, refractory_s) + det.first_end_s:
+            # the event's window ends at t: blame the clip that holds its last sample
+            j = members[max(0, int(np.searchsorted(starts, t - 1e-9, side="left")) - 1)]
+            counts[sc.neg_files[j]] += 1
+    return [{"file": f, "false_accepts": n} for f, n in counts.most_common(k)]
+
+
+def summarise_detector(sc: SetScores, det, cfg: BenchConfig) -> dict:
+    thr = det.default_threshold
+    hours = sum(len(s) for s in sc.neg_streams) * sc.hop_s / 3600
+    res: dict = {"default_threshold": thr, "negative_hours": round(hours, 4), "n_negative_clips": len(sc.neg_clip_scores),
+                 "fa_per_hour_at_default": metrics.false_accepts_per_hour(sc.neg_streams, thr, sc.hop_s, cfg.refractory_s),
+                 "n_positive": len(sc.pos_scores)}
+    if len(sc.pos_scores):
+        m = summarise(sc, cfg.max_fpr, thr, cfg.refractory_s)
+        res.update({"pauc": m["pauc"], "auc": m["auc"], "eer": m["eer"], "max_fpr": cfg.max_fpr,
+                    "frr_at_default": m["frr_at_threshold"], "frr_at_fa_per_hour": m["frr_at_fa_per_hour"],
+                    "aut_frr_fa_0_1": m["aut_frr_fa_0_1"]})
+    res["top_false_accept_sources"] = false_accept_sources(sc, det, thr, cfg.refractory_s, cfg.top_k)
+    return res
+
+
+def run_bench(detectors: list, sets: list[EvalSet], cfg: BenchConfig, out_dir: str | Path,
+              progress: bool = True) -> dict:
+    """Score every detector on every set; writes bench.json, bench.md and det_<set>.png into ``out_dir``."""
+    if not detectors:
+        raise ValueError("no detectors to benchmark")
+    if not sets:
+        raise ValueError("no sets to benchmark on")
+    names = [d.name for d in detectors]
+    if len(set(names)) != len(names):
+        raise ValueError(f"detector names must differ (use label=spec): {names}")
+    _one_thread()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report: dict = {"config": asdict(cfg), "detectors": {d.name: {"kind": d.kind, "phrase": d.phrase,
+                                                                  "hop_s": d.hop_s} for d in detectors},
+                    "sets": {}}
+    for s in sets:
+        ps = prepare_set(s, cfg, progress)
+        if not ps.negatives:
+            raise ValueError(f"set '{s.name}' has no negative audio: false accepts per hour need it")
+        entry: dict = {"phrase": ps.phrase, "n_positive_files": len(ps.positives), "skipped": ps.skipped[:50],
+                       "detectors": {}}
+        curves = {}
+        for det in detectors:
+            sc, cost = score_detector(det, ps, cfg, progress)
+            res = summarise_detector(sc, det, cfg)
+            res.update({k: round(v, 4) for k, v in cost.items()})
+            entry["detectors"][det.name] = res
+            if len(sc.pos_scores):
+                fa, frr = metrics.fa_frr_curve(sc.pos_scores, sc.neg_streams, sc.hop_s, cfg.refractory_s,
+                                               max_fa_per_hour=200.0)[1:]
+                curves[det.name] = (fa, frr)
+            logger.info("%s on %s: %s", det.name, s.name,
+                        {k: v for k, v in res.items() if k != "top_false_accept_sources"})
+        if curves:
+            plot = out_dir / f"det_{_slug(s.name)}.png"
+            title = f"{s.name}" + (f", noise at {cfg.snr_db:g} dB SNR" if cfg.snr_db is not None else ", clean")
+            metrics.plot_det(curves, plot, title=title)
+            entry["det_plot"] = plot.name
+        report["sets"][s.name] = entry
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
+    (out_dir / "bench.md").write_text(markdown(report) + "\n")
+    return report
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name).strip("_").lower() or "set"
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def markdown(report: dict) -> str:
+    """One table per set: accuracy at fixed FA/h, at each detector's default threshold, and cost."""
+    out = []
+    snr = report["config"]["snr_db"]
+    for set_name, entry in report["sets"].items():
+        out.append(f"**{set_name}** ({'clean' if snr is None else f'noise at {snr:g} dB SNR'}; "
+                   f"{entry['n_positive_files']} positive clips)\n")
+        out.append("| detector | positives scored | neg. hours | pAUC@0.1 | FRR@0.1 FA/h | FRR@0.5 FA/h | FRR@1 FA/h "
+                   "| AUT [0,1] FA/h | threshold | FA/h @thr | FRR @thr | CPU s / audio h |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for name, r in entry["detectors"].items():
+            if r["n_positive"]:
+                f = r["frr_at_fa_per_hour"]
+                acc = (f"{r['pauc']:.3f} | " + " | ".join(f"{f[str(t)]['frr']:.3f}" for t in FA_TARGETS)
+                       + f" | {r['aut_frr_fa_0_1']:.3f}")
+                frr_d = f"{r['frr_at_default']:.3f}"
+            else:
+                acc, frr_d = "– | – | – | – | –", "–"
+            out.append(f"| {name} | {r['n_positive']} | {r['negative_hours']:.2f} | {acc} | {r['default_threshold']:.3g} "
+                       f"| {r['fa_per_hour_at_default']:.2f} | {frr_d} | {r['cpu_s_per_audio_hour']:.1f} |")
+        out.append("")
+    return "\n".join(out)

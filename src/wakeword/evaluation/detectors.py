@@ -1,0 +1,175 @@
+"""Detectors as the benchmark sees them: this project's checkpoints and ONNX files, and openWakeWord.
+
+Every detector is driven the same way: ``reset()`` (fresh state, as after loading), then
+``process(audio)`` with float32 mono audio at 16 kHz, returning the scores it produced for that
+audio. Score ``i`` belongs to the audio that ends at ``first_end_s + i * hop_s`` seconds after the
+reset; the benchmark uses that to attribute scores to clips.
+
+Specs (``load_detector``): ``path/to/best.pt`` (a checkpoint, scored window by window with torch),
+``model.onnx`` (the float or INT8 window export, onnxruntime), ``model.stream.onnx`` (the stateful
+streaming export, fed hop by hop), ``oww:NAME`` (an openWakeWord 0.5.1 pretrained model such as
+``oww:hey_jarvis``, through its own streaming API in 80 ms chunks). ``label=spec`` names it in reports.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from wakeword.dataset.text import normalise
+from wakeword.export import trained_phrase
+
+SAMPLE_RATE = 16000
+OWW_MODELS = ("alexa", "hey_mycroft", "hey_jarvis", "hey_rhasspy", "timer", "weather")
+
+
+class WindowDetector:
+    """A project model scored over sliding windows (``score_track``); stateless between calls."""
+
+    def __init__(self, det, name: str, phrase: str | None, kind: str):
+        self.det, self.name, self.phrase, self.kind = det, name, phrase, kind
+        f = det.feat
+        if f.sample_rate != SAMPLE_RATE:
+            raise ValueError(f"{name}: model sample rate {f.sample_rate} Hz, the benchmark runs at {SAMPLE_RATE}")
+        self.sample_rate = f.sample_rate
+        self.hop_s = f.score_hop_s
+        self.first_end_s = f.window_s
+        self.default_threshold = float(getattr(det, "default_threshold", 0.5))
+
+    def reset(self) -> None:
+        pass
+
+    def process(self, audio: np.ndarray) -> np.ndarray:
+        return np.asarray(self.det.score_track(audio)[0], np.float32)
+
+
+class StreamingOnnxDetector:
+    """The streaming export, fed in its own hop-sized chunks with onnxruntime (what a device runs)."""
+
+    def __init__(self, path: str, name: str):
+        from wakeword.export import OnnxStreamer
+
+        self.streamer = OnnxStreamer(path)
+        meta = self.streamer.session.get_modelmeta().custom_metadata_map
+        feat = json.loads(meta["features"])
+        c = self.streamer.c
+        if c["sample_rate"] != SAMPLE_RATE:
+            raise ValueError(f"{name}: model sample rate {c['sample_rate']} Hz, the benchmark runs at {SAMPLE_RATE}")
+        self.name, self.kind = name, "onnx-streaming"
+        self.phrase = meta.get("phrase") and json.loads(meta["phrase"])
+        self.sample_rate = c["sample_rate"]
+        self.hop_s = c["chunk"] / c["sample_rate"]
+        self.first_end_s = feat["window_s"]
+        self.default_threshold = float(json.loads(meta.get("threshold", "0.5")) or 0.5)
+
+    def reset(self) -> None:
+        self.streamer.reset()
+
+    def process(self, audio: np.ndarray) -> np.ndarray:
+        return self.streamer.feed(audio)
+
+
+class OpenWakeWordDetector:
+    """An openWakeWord pretrained model, run through ``openwakeword.Model.predict`` in 80 ms chunks.
+
+    ``reset()`` restores the state the model had right after loading (audio, mel and embedding
+    buffers and the prediction history), so every clip and stream starts alike. Its front end
+    (mel + embedding models) is counted in its cost: a device running one wake word pays for it.
+    """
+
+    CHUNK = 1280  # 80 ms at 16 kHz, the chunk size openWakeWord is built for
+
+    def __init__(self, model_name: str, name: str):
+        try:
+            from openwakeword.model import Model
+        except ImportError as exc:
+            raise ImportError("openWakeWord is not installed: pip install --no-deps 'openwakeword==0.5.1' "
+                              "(or `pip install -e .[peers]`)") from exc
+        if model_name not in OWW_MODELS:
+            raise ValueError(f"unknown openWakeWord model '{model_name}'; pretrained ones: {list(OWW_MODELS)}")
+        state = np.random.get_state()
+        np.random.seed(0)  # its initial embedding buffer is computed from random noise
+        try:
+            self.model = Model(wakeword_models=[model_name], inference_framework="onnx")
+        finally:
+            np.random.set_state(state)
+        self.key = next(iter(self.model.models))
+        pre = self.model.preprocessor
+        self._initial = {k: _copy(getattr(pre, k)) for k in
+                         ("raw_data_buffer", "melspectrogram_buffer", "accumulated_samples",
+                          "raw_data_remainder", "feature_buffer")}
+        self.name, self.kind = name, "openwakeword"
+        self.phrase = model_name.replace("_", " ")
+        self.sample_rate = SAMPLE_RATE
+        self.hop_s = self.CHUNK / SAMPLE_RATE
+        self.first_end_s = self.hop_s
+        self.default_threshold = 0.5
+        self._pending = np.zeros(0, np.int16)
+
+    def reset(self) -> None:
+        pre = self.model.preprocessor
+        for k, v in self._initial.items():
+            setattr(pre, k, _copy(v))
+        self.model.reset()
+        self._pending = np.zeros(0, np.int16)
+
+    def process(self, audio: np.ndarray) -> np.ndarray:
+        pcm = (np.clip(np.asarray(audio, np.float32), -1.0, 1.0) * 32767).astype(np.int16)
+        pcm = np.concatenate([self._pending, pcm])
+        n = len(pcm) // self.CHUNK
+        out = np.empty(n, np.float32)
+        for i in range(n):
+            out[i] = self.model.predict(pcm[i * self.CHUNK:(i + 1) * self.CHUNK])[self.key]
+        self._pending = pcm[n * self.CHUNK:]
+        return out
+
+
+def _copy(v):
+    from collections import deque
+
+    if isinstance(v, deque):
+        return deque(v, maxlen=v.maxlen)
+    return v.copy() if isinstance(v, np.ndarray) else v
+
+
+def load_detector(spec: str):
+    """A detector from a spec (see the module docstring); raises ValueError with the reason."""
+    label, target = spec.split("=", 1) if "=" in spec else ("", spec)
+    if target.startswith("oww:"):
+        model = target[4:]
+        return OpenWakeWordDetector(model, label or f"openWakeWord {model}")
+    path = Path(target)
+    if not path.is_file():
+        raise ValueError(f"detector '{spec}': no such file {path}")
+    name = label or path.name
+    if path.suffix == ".pt":
+        from wakeword.inference import Detector
+
+        det = Detector.load(path)
+        phrase = trained_phrase(det.metadata.get("config", {}).get("data_dir"))
+        return WindowDetector(det, name, phrase, "torch")
+    if path.suffix == ".onnx":
+        import onnxruntime as ort
+
+        try:
+            meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+        except Exception as exc:
+            raise ValueError(f"detector '{spec}': not a loadable ONNX model: {exc}") from exc
+        fmt = meta.custom_metadata_map.get("format", "")
+        if fmt.endswith("-streaming"):
+            return StreamingOnnxDetector(str(path), name)
+        from wakeword.export import OnnxDetector
+
+        det = OnnxDetector(path)
+        phrase = det.metadata.get("phrase")
+        kind = "onnx-int8" if "quantization" in det.metadata else "onnx"
+        return WindowDetector(det, name, json.loads(phrase) if phrase else None, kind)
+    raise ValueError(f"detector '{spec}': expected a .pt checkpoint, an .onnx export or oww:NAME")
+
+
+def same_phrase(a: str | None, b: str | None) -> bool:
+    """Whether a detector is meant for a set's positives (unknown on either side counts as yes)."""
+    if not a or not b:
+        return True
+    return normalise(a) == normalise(b)
