@@ -140,6 +140,21 @@ def cmd_experiment_mining(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment_ablation(a: argparse.Namespace) -> int:
+    from wakeword.experiments import AblationExperiment, ablation_experiment, ablation_markdown, write_results_section
+
+    exp = AblationExperiment.from_yaml(a.config)
+    if a.seeds:
+        exp = AblationExperiment(**{**exp.__dict__, "seeds": tuple(a.seeds)})
+    results = ablation_experiment(exp, a.out, workers=a.workers, summarise_only=a.summarise_only)
+    body = ablation_markdown(results, a.command or "wakeword " + " ".join(sys.argv[1:]))
+    print(body)
+    if a.results:
+        write_results_section(a.results, body, title=a.title, key=f"ablation-{Path(a.config).stem}")
+        print(f"written to {a.results}")
+    return 0
+
+
 # ---------------------------------------------------------------- hpo
 def _hpo_config(a: argparse.Namespace):
     from wakeword.hpo.study import HpoConfig
@@ -463,6 +478,17 @@ def build_parser() -> argparse.ArgumentParser:
     xm.add_argument("--out", default="work/mining_experiment")
     xm.add_argument("--results", help="markdown file whose mining section is (re)written, e.g. docs/RESULTS.md")
     xm.set_defaults(func=cmd_experiment_mining)
+
+    xa = ex.add_parser("ablation", help="each training lever vs the default recipe, over seeds, on real recordings")
+    xa.add_argument("--config", default="configs/ablation_computer.yaml")
+    xa.add_argument("--out", default="work/ablation_computer")
+    xa.add_argument("--seeds", type=int, nargs="+")
+    xa.add_argument("--workers", type=int, default=1, help="runs in parallel (one CPU thread each)")
+    xa.add_argument("--results", help="markdown file whose ablation section is (re)written, e.g. docs/RESULTS.md")
+    xa.add_argument("--title", default="## Real voices: recipe ablation")
+    xa.add_argument("--command", help=argparse.SUPPRESS)
+    xa.add_argument("--summarise-only", action="store_true", help="train nothing: tabulate the finished runs")
+    xa.set_defaults(func=cmd_experiment_ablation)
 
     hp = sub.add_parser("hpo", help="multi-objective hyperparameter search (pAUC vs latency)").add_subparsers(
         dest="hpo_cmd", required=True)

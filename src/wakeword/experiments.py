@@ -348,3 +348,167 @@ def mining_markdown(result: dict, command: str) -> str:
             lines.append(f"| {name} | {s} | {r['pauc']:.3f} | {r['fa_per_hour@0.5']:.2f} | {r['frr@0.5']:.3f} | "
                          f"{r['frr@0.5FA/h']:.3f} | {r['frr@1FA/h']:.3f} | {r['negative_hours']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ recipe ablation on real voices
+def deep_merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``; nested dicts are merged key by key, anything else replaced."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@dataclass(frozen=True)
+class AblationExperiment:
+    """Each training lever switched on or off against the default recipe, over seeds, measured on real
+    recordings with the `wakeword bench` protocol (clean and with real noise)."""
+    data_dir: str  # a built data folder (synthetic; says in its data_config whether real clips went in)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    train: dict = field(default_factory=dict)  # the default recipe's TrainConfig (seed set per run)
+    variants: dict = field(default_factory=lambda: {"default": {}})  # name -> TrainConfig overrides
+    sets: tuple[str, ...] = ("configs/eval/real_dev_computer.yaml",)  # bench set YAMLs (real recordings)
+    snr_db: tuple = (None, 10.0)  # bench conditions: None = clean
+    fa_per_hour: float = 0.5  # the operating point of the table
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> AblationExperiment:
+        import yaml
+
+        d = dict((yaml.safe_load(Path(path).read_text()) or {}).get("experiment", {}))
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown experiment keys: {sorted(unknown)}")
+        for k in ("seeds", "sets", "snr_db"):
+            if k in d:
+                d[k] = tuple(d[k])
+        exp = cls(**d)
+        if "default" not in exp.variants:
+            raise ValueError("the variants need a 'default' entry (the recipe every lever is compared with)")
+        from wakeword.training.fit import TrainConfig
+
+        from wakeword.dataset.augment import AugmentConfig
+        from wakeword.features.specaugment import SpecAugmentConfig
+
+        for name, over in exp.variants.items():  # fail now, not after an hour of training
+            try:
+                cfg = TrainConfig.from_dict(deep_merge(exp.train, over or {}))
+                AugmentConfig.from_dict(cfg.augment)
+                SpecAugmentConfig(**cfg.specaugment)
+            except TypeError as exc:
+                raise ValueError(f"variant '{name}': {exc}") from exc
+        return exp
+
+
+def _condition(snr) -> str:
+    return "clean" if snr is None else f"snr{snr:g}"
+
+
+def _ablation_job(job: dict) -> dict:
+    """Train (or resume) one run, then bench it on every set and condition; resumable at each step."""
+    import torch
+
+    from wakeword.evaluation.bench import BenchConfig, run_bench
+    from wakeword.evaluation.detectors import load_detector
+    from wakeword.evaluation.evaluate import EvalSet
+
+    checkpoint = _train_job(job)
+    torch.set_num_threads(1)
+    out = {}
+    for snr in job["snr_db"]:
+        d = Path(job["run_dir"]) / "bench" / _condition(snr)
+        if not (d / "bench.json").exists():
+            run_bench([load_detector(f"model={checkpoint}")], [EvalSet.from_yaml(s) for s in job["sets"]],
+                      BenchConfig(snr_db=snr), d, progress=False)
+        out[_condition(snr)] = json.loads((d / "bench.json").read_text())
+    return out
+
+
+def ablation_experiment(exp: AblationExperiment, out_dir: str | Path, workers: int = 1,
+                        summarise_only: bool = False) -> dict:
+    """Train and bench every (variant, seed); mean and std of FRR at the operating point and AUT."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = Path(exp.data_dir)
+    if not (data / "manifest.csv").exists():
+        raise FileNotFoundError(f"no data set at {data}: run `wakeword data build` (or `make demo`) first")
+    (out_dir / "experiment.json").write_text(json.dumps(exp.__dict__, indent=2, default=list))
+    jobs = []
+    for name, over in exp.variants.items():
+        for seed in exp.seeds:
+            train = deep_merge(exp.train, {**(over or {}), "seed": seed})
+            jobs.append({"kind": "student", "train": train, "data_dir": str(data.resolve()), "variant": name,
+                         "seed": seed, "run_dir": str(out_dir / f"{name}_seed{seed}"), "sets": list(exp.sets),
+                         "snr_db": list(exp.snr_db)})
+    if summarise_only:
+        done = {}
+        for j in jobs:
+            conds = {_condition(s): Path(j["run_dir"]) / "bench" / _condition(s) / "bench.json" for s in exp.snr_db}
+            if all(p.exists() for p in conds.values()):
+                done[(j["variant"], j["seed"])] = {c: json.loads(p.read_text()) for c, p in conds.items()}
+    else:
+        # Longest first, so the short runs fill the gaps at the end.
+        order = sorted(jobs, key=lambda j: -j["train"].get("epochs", 0) * j["train"].get("steps_per_epoch", 0))
+        reports = _run_jobs(_ablation_job, order, workers)
+        done = {(j["variant"], j["seed"]): r for j, r in zip(order, reports)}
+    results = summarise_ablation(exp, done, data)
+    (out_dir / ("results_partial.json" if summarise_only else "results.json")).write_text(json.dumps(results, indent=2))
+    return results
+
+
+def summarise_ablation(exp: AblationExperiment, done: dict, data_dir: Path) -> dict:
+    fa = f"{exp.fa_per_hour:g}"
+    try:
+        dcfg = json.loads((data_dir / "data_config.json").read_text())
+    except (OSError, ValueError):
+        dcfg = {}
+    rows = {}
+    for name, over in exp.variants.items():
+        seeds = [s for s in exp.seeds if (name, s) in done]
+        cells: dict = {}
+        for s in seeds:
+            for cond, rep in done[(name, s)].items():
+                for set_name, entry in rep["sets"].items():
+                    r = entry["detectors"]["model"]
+                    c = cells.setdefault(f"{set_name} ({cond})", {"frr": [], "aut": [], "pauc": [], "fa_default": []})
+                    c["frr"].append(r["frr_at_fa_per_hour"][fa]["frr"])
+                    c["aut"].append(r["aut_frr_fa_0_1"])
+                    c["pauc"].append(r["pauc"])
+                    c["fa_default"].append(r["fa_per_hour_at_default"])
+        stats = {k: {m: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+                         "values": v} for m, v in c.items()} for k, c in cells.items()}
+        rows[name] = {"overrides": over or {}, "seeds": seeds, "metrics": stats}
+    return {"fa_per_hour": exp.fa_per_hour, "seeds": list(exp.seeds), "train": exp.train, "variants": rows,
+            "data_dir": str(data_dir), "real_positives_in_training": bool(dcfg.get("positive_dirs")),
+            "real_audio_in_training": bool(dcfg.get("positive_dirs") or dcfg.get("negative_dirs")
+                                           or dcfg.get("noise_dirs"))}
+
+
+def ablation_markdown(results: dict, command: str) -> str:
+    rows = results["variants"]
+    conds = list(next((r["metrics"] for r in rows.values() if r["metrics"]), {}))
+    fa = f"{results['fa_per_hour']:g}"
+    head = "| variant | change from the default | seeds | " + " | ".join(
+        f"{c}: FRR@{fa} FA/h | {c}: AUT" for c in conds) + " |"
+    lines = [head, "|" + "---|" * (3 + 2 * len(conds))]
+    base = rows.get("default", {}).get("metrics", {})
+    for name, r in rows.items():
+        cells = []
+        for c in conds:
+            for m in ("frr", "aut"):
+                s = r["metrics"].get(c, {}).get(m)
+                if not s:
+                    cells.append("–")
+                    continue
+                cell = f"{s['mean']:.3f} ± {s['std']:.3f}"
+                if name != "default" and base.get(c, {}).get(m):
+                    cell += f" ({s['mean'] - base[c][m]['mean']:+.3f})"
+                cells.append(cell)
+        change = json.dumps(r["overrides"]).replace("|", "/") if r["overrides"] else "–"
+        lines.append(f"| {name} | `{change}` | {','.join(map(str, r['seeds']))} | " + " | ".join(cells) + " |")
+    real = ("real recordings went into training" if results["real_audio_in_training"]
+            else "no real recording went into training (synthetic speech and synthetic noise only)")
+    return (f"Command: `{command}`\n\nMean ± std over seeds {results['seeds']} (in brackets: difference from "
+            f"the default recipe). FRR@{fa} FA/h = false-reject rate at {fa} false accepts per hour; AUT = area "
+            f"under the FRR-vs-FA/h curve on [0, 1] FA/h (both lower is better), from the `wakeword bench` "
+            f"protocol. Data: `{results['data_dir']}`; {real}.\n\n" + "\n".join(lines) + "\n")

@@ -1,0 +1,65 @@
+"""`wakeword experiment ablation`: levers vs the default recipe over seeds, measured with the bench protocol."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from wakeword.experiments import AblationExperiment, ablation_experiment, ablation_markdown, deep_merge
+
+
+def test_deep_merge_overrides_nested_keys_only():
+    base = {"epochs": 8, "augment": {"speed_prob": 0.5, "rir_prob": 0.35}}
+    assert deep_merge(base, {"augment": {"rir_prob": 0.0}, "epochs": 16}) == {
+        "epochs": 16, "augment": {"speed_prob": 0.5, "rir_prob": 0.0}}
+    assert base["augment"]["rir_prob"] == 0.35  # not mutated
+
+
+def _config(tmp_path, tiny_data, variants):
+    from wakeword.evaluation.evaluate import EvalSet
+
+    split = EvalSet.from_split(tiny_data, "test")
+    set_yaml = tmp_path / "set.yaml"
+    set_yaml.write_text(yaml.safe_dump({"name": "tiny", "root": "/", "phrase": "computer",
+                                        "positives": [p.lstrip("/") for p in split.positives],
+                                        "negatives": [p.lstrip("/") for p in split.negatives],
+                                        "noise": [p.lstrip("/") for p in split.negatives if "noise" in p] or
+                                                 [split.negatives[0].lstrip("/")]}))
+    cfg = tmp_path / "ablation.yaml"
+    cfg.write_text(yaml.safe_dump({"experiment": {
+        "data_dir": str(tiny_data), "seeds": [0],
+        "train": {"epochs": 1, "steps_per_epoch": 3, "batch_size": 16, "model": {"width": 0.5}},
+        "variants": variants, "sets": [str(set_yaml)], "snr_db": [None, 10]}}))
+    return cfg
+
+
+def test_ablation_trains_benches_and_resumes(tmp_path, tiny_data):
+    cfg = _config(tmp_path, tiny_data, {"default": {}, "no_reverb": {"augment": {"rir_prob": 0.0}}})
+    exp = AblationExperiment.from_yaml(cfg)
+    res = ablation_experiment(exp, tmp_path / "out")
+    assert set(res["variants"]) == {"default", "no_reverb"}
+    for v in res["variants"].values():
+        assert v["seeds"] == [0]
+        assert set(v["metrics"]) == {"tiny (clean)", "tiny (snr10)"}
+        for m in v["metrics"].values():
+            assert 0 <= m["frr"]["mean"] <= 1 and 0 <= m["aut"]["mean"] <= 1
+    run = tmp_path / "out" / "no_reverb_seed0"
+    saved = json.loads((run / "config.json").read_text())["train"]
+    assert saved["augment"]["rir_prob"] == 0.0 and saved["model"] == {"width": 0.5}  # override on the base
+    stamp = (run / "best.pt").stat().st_mtime_ns
+    again = ablation_experiment(exp, tmp_path / "out")  # resumes: nothing is retrained or re-benched
+    assert (run / "best.pt").stat().st_mtime_ns == stamp
+    assert again["variants"] == res["variants"]
+    md = ablation_markdown(again, "wakeword experiment ablation")
+    assert "| no_reverb |" in md and ("(+" in md or "(-" in md)
+    assert "no real recording went into training" in md
+    part = ablation_experiment(exp, tmp_path / "out", summarise_only=True)
+    assert part["variants"]["default"]["seeds"] == [0]
+
+
+def test_ablation_refuses_bad_variants(tmp_path, tiny_data):
+    with pytest.raises(ValueError, match="default"):
+        AblationExperiment.from_yaml(_config(tmp_path, tiny_data, {"x": {}}))
+    with pytest.raises(ValueError, match="variant 'bad'"):
+        AblationExperiment.from_yaml(_config(tmp_path, tiny_data, {"default": {}, "bad": {"augment": {"nope": 1}}}))
