@@ -183,7 +183,7 @@ def test_kill_9_mid_trial_then_resume(tiny_data, tmp_path):
     conf = tmp_path / "hpo.yaml"
     train = {**TINY_TRAIN, "epochs": 6, "steps_per_epoch": 3}
     conf.write_text(yaml.safe_dump({"hpo": {"data_dir": str(tiny_data), "study_dir": str(study_dir),
-                                            "population": 2, "latency": "macs", "train": train,
+                                            "population": 10, "latency": "macs", "train": train,
                                             "space": SMALL_SPACE, "pbt": {"enabled": False}}}))
     cmd = [sys.executable, "-m", "wakeword.cli", "-q", "hpo", "run", "--config", str(conf), "--trials", "3"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -202,13 +202,16 @@ def test_kill_9_mid_trial_then_resume(tiny_data, tmp_path):
     assert len(finished) == 2 and [t.number for t in running] == [2]
     interrupted_params = running[0].params
 
-    r = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(cmd[:-1] + ["4", "--resume"], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     after = load_study(study_dir, "wakeword")
     states = {t.number: t.state.name for t in after.trials}
     assert states[2] == "FAIL"
     complete = [t for t in after.trials if t.state.name == "COMPLETE"]
-    assert len(complete) == 3  # nothing lost, nothing repeated
+    assert len(complete) == 4  # nothing lost, the retry, and one new trial
+    # The resumed process samples new configurations; it does not replay its predecessor's draws.
+    fresh = next(t for t in complete if t.number not in finished and "retry_of" not in t.user_attrs)
+    assert all(fresh.params != p for p, _ in finished.values()) and fresh.params != interrupted_params
     for num, (params, values) in finished.items():
         t = next(t for t in after.trials if t.number == num)
         assert t.params == params and t.values == values

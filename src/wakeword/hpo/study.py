@@ -160,6 +160,11 @@ def _open(cfg: HpoConfig, resume: bool):
     sampler = optuna.samplers.NSGAIISampler(population_size=cfg.population, seed=cfg.seed)
     if exists:
         study = optuna.load_study(study_name=cfg.study_name, storage=storage, sampler=sampler)
+        # A resumed process must not replay the random draws its predecessor already used (the sampler's
+        # RNG restarts from its seed): seed it from the seed and the trials so far, so a resumed study
+        # is still reproducible from its history but samples new configurations.
+        resumed_seed = int(np.random.SeedSequence([cfg.seed, len(study.trials)]).generate_state(1)[0])
+        study.sampler = optuna.samplers.NSGAIISampler(population_size=cfg.population, seed=resumed_seed)
         if [d.name.lower() for d in study.directions] != list(DIRECTIONS) or \
                 tuple(study.user_attrs.get("objectives", ())) != cfg.objectives:
             raise ValueError(f"study '{cfg.study_name}' optimises {study.user_attrs.get('objectives')} "
