@@ -20,6 +20,20 @@ def test_logmel_matches_numpy_reference(speech_audio):
     assert np.allclose(mel, ref, atol=2e-3)
 
 
+def test_export_mode_front_end_equals_the_stored_one(speech_audio):
+    """Export builds frames, DFT and mel filters from ops (nothing big stored, a short graph): same log-mel."""
+    for cfg in (FeatureConfig(), FeatureConfig(n_fft=512, hop_length=128, n_mels=32)):
+        fe = LogMel(cfg)
+        x = torch.from_numpy(speech_audio[: 16000 + 333])[None]
+        stored = fe(x)
+        fe.dft_in_graph = True
+        built = fe(x)
+        assert built.shape == stored.shape
+        assert torch.allclose(built, stored, atol=1e-3)
+        assert np.abs(fe._mel_in_graph(x).numpy() - mel_filterbank(cfg)).max() < 1e-4
+        assert torch.equal(fe._frames_in_graph(x), x.unfold(1, cfg.n_fft, cfg.hop_length))
+
+
 def test_mel_from_file_equals_mel_from_array(tmp_path, speech_audio):
     p = tmp_path / "x.wav"
     sf.write(p, speech_audio, 16000, subtype="FLOAT")

@@ -62,6 +62,10 @@ def test_onnx_matches_torch_on_real_audio(tmp_path, speech_audio):
     assert onnx_scores.shape == torch_scores.shape
     assert np.abs(onnx_scores - torch_scores).max() < 1e-4
     assert torch_scores.std() > 1e-4
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops.count("Slice") < 20  # framing is a few strided slices, not one Slice per frame
 
 
 def test_onnx_foreign_model_refused(tmp_path):

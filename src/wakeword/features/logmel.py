@@ -112,13 +112,45 @@ class LogMel(nn.Module):
         angle = (2 * math.pi / n) * torch.remainder(k * t, n)
         return torch.cos(angle) * window, -torch.sin(angle) * window
 
+    def _mel_in_graph(self, audio: torch.Tensor) -> torch.Tensor:
+        """``mel_filterbank(cfg)`` computed by graph ops (float32) instead of stored (32 KB)."""
+        c = self.cfg
+        n_freqs = c.n_fft // 2 + 1
+        idx = torch.cumsum(torch.ones_like(audio[0, : max(n_freqs, c.n_mels + 2)]), 0) - 1
+        freqs = idx[:n_freqs] * (c.sample_rate / 2 / (n_freqs - 1))
+        m_lo, m_hi = (float(_hz_to_mel(np.array(f))) for f in (c.f_min, c.f_max))
+        mels = m_lo + idx[: c.n_mels + 2] * ((m_hi - m_lo) / (c.n_mels + 1))
+        hz = 700.0 * (torch.pow(10.0, mels / 2595.0) - 1.0)
+        lower, center, upper = hz[:-2, None], hz[1:-1, None], hz[2:, None]
+        up = (freqs[None, :] - lower) / (center - lower)
+        down = (upper - freqs[None, :]) / (upper - center)
+        return torch.clamp(torch.minimum(up, down), min=0.0)
+
+    def _frames_in_graph(self, audio: torch.Tensor) -> torch.Tensor:
+        """The frames of ``unfold`` from a few strided slices of gcd(n_fft, hop)-sample blocks.
+
+        ``unfold`` exports as one Slice + Unsqueeze (and their constants) per frame: ~600 nodes for a
+        1 s window. n_fft = a * g and hop = b * g with g their gcd, so frame t is blocks
+        b*t .. b*t + a - 1: ``a`` strided slices (5 for 400 / 160), concatenated.
+        """
+        n, h = self.cfg.n_fft, self.cfg.hop_length
+        g = math.gcd(n, h)
+        a, b = n // g, h // g
+        t = 1 + (audio.shape[1] - n) // h
+        blocks = audio[:, : (t - 1) * h + n].reshape(audio.shape[0], -1, g)  # (B, n_blocks, g)
+        return torch.cat([blocks[:, j: j + b * (t - 1) + 1: b] for j in range(a)], dim=2)  # (B, T, n_fft)
+
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         if audio.dim() != 2:
             raise ValueError(f"expected (batch, samples), got shape {tuple(audio.shape)}")
-        frames = audio.unfold(1, self.cfg.n_fft, self.cfg.hop_length)  # (B, T, n_fft)
-        dft_cos, dft_sin = self._dft_in_graph(audio) if self.dft_in_graph else (self.dft_cos, self.dft_sin)
+        if self.dft_in_graph:  # export: build everything from ops, store nothing big, keep the graph short
+            frames = self._frames_in_graph(audio)
+            (dft_cos, dft_sin), mel_fb = self._dft_in_graph(audio), self._mel_in_graph(audio)
+        else:
+            frames = audio.unfold(1, self.cfg.n_fft, self.cfg.hop_length)  # (B, T, n_fft)
+            dft_cos, dft_sin, mel_fb = self.dft_cos, self.dft_sin, self.mel
         re = frames @ dft_cos.T
         im = frames @ dft_sin.T
         power = re * re + im * im  # (B, T, n_freqs)
-        mel = power @ self.mel.T  # (B, T, n_mels)
+        mel = power @ mel_fb.T  # (B, T, n_mels)
         return torch.log(mel + self.cfg.log_floor).transpose(1, 2)
