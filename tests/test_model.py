@@ -131,3 +131,36 @@ def test_streaming_onnx_equals_score_track_on_real_audio(tmp_path, speech_audio)
     out = subprocess.run([sys.executable, str(REPO / "examples" / "onnx_stream.py"), str(path), str(wav),
                           "--threshold", str(float(np.median(online)))], capture_output=True, text=True)
     assert out.returncode == 0 and "wake word at" in out.stdout, out.stderr
+
+
+def test_streaming_int8_is_calibrated_on_real_stream_states_and_tracks_float(tmp_path, speech_audio, tiny_data):
+    import subprocess
+    import sys
+
+    import soundfile as sf
+    from conftest import REPO, responsive_model
+
+    from wakeword.export import (
+        OnnxStreamer,
+        calibration_windows,
+        export_streaming_onnx,
+        quantize_int8,
+        streaming_calibration_feeds,
+    )
+
+    m = responsive_model(speech_audio)
+    f = export_streaming_onnx(m, tmp_path / "s.onnx")
+    cal = np.concatenate([calibration_windows(tiny_data, m.feat, n=8), speech_audio[None, :16000]])
+    feeds = streaming_calibration_feeds(f, cal, n_feeds=64)
+    assert 0 < len(feeds) <= 64 and set(feeds[0]) == {"audio", "sample_cache", "feature_cache"}
+    assert np.abs(feeds[-1]["feature_cache"]).max() > 0  # steady-state caches, not the zero warm-up state
+    q = quantize_int8(f, tmp_path / "s.int8.onnx", feeds)
+    assert q.stat().st_size < 0.6 * f.stat().st_size
+    a = OnnxStreamer(f).feed(speech_audio)
+    b = OnnxStreamer(q).feed(speech_audio)
+    assert len(a) == len(b) and np.corrcoef(a, b)[0, 1] > 0.7
+    wav = tmp_path / "x.wav"  # the torch-free example runs the INT8 streaming file as it is
+    sf.write(wav, speech_audio, 16000)
+    out = subprocess.run([sys.executable, str(REPO / "examples" / "onnx_stream.py"), str(q), str(wav),
+                          "--threshold", str(float(np.median(b)))], capture_output=True, text=True)
+    assert out.returncode == 0 and "wake word at" in out.stdout, out.stderr
