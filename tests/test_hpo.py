@@ -230,3 +230,34 @@ def test_default_configuration_trial_values():
     assert default_params(space, {"lr": 0.5}, None) is None
     with_t = default_params(parse_space(DEFAULT_SPACE, with_teachers=True), {}, {"teachers": ["t.pt"]})
     assert with_t["distill.temperature"] == "constant2" and with_t["distill.kd_weight"] == 1.0
+
+
+def test_compare_uses_one_reference_and_the_same_budget(tmp_path):
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from wakeword.hpo.study import compare
+
+    def study(values, objectives=("val_pauc", "macs_m"), children=()):
+        s = optuna.create_study(directions=["maximize", "minimize"])
+        s.set_user_attr("objectives", list(objectives))
+        for i, v in enumerate(values):
+            s.add_trial(create_trial(values=list(v), params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)},
+                                     user_attrs={"pbt_parent": 0} if i in children else {}))
+        return s
+
+    a = study([(0.5, 2.0), (0.6, 4.0), (0.7, 10.0)], children=(1,))
+    b = study([(0.4, 1.0), (0.5, 3.0), (0.9, 1.0)])
+    res = compare({"A": a, "B": b}, tmp_path, budget=2)
+    ref = 1.1 * 4.0  # worst cost among the first two trials of either study
+    assert res["reference"] == [0.0, pytest.approx(ref)]
+    assert res["studies"]["A"]["hypervolume"] == pytest.approx(0.5 * (ref - 2.0) + 0.1 * (ref - 4.0))
+    assert res["studies"]["B"]["hypervolume"] == pytest.approx(0.4 * (ref - 1.0) + 0.1 * (ref - 3.0))
+    assert res["studies"]["A"]["pbt_children"] == 1 and res["studies"]["B"]["pareto_size"] == 2
+    assert (tmp_path / "hypervolume_compare.png").stat().st_size > 0 and "| A | 2 |" in res["table"]
+    assert compare({"A": a, "B": b}, tmp_path)["budget"] == 3
+    with pytest.raises(ValueError, match="different objectives"):
+        compare({"A": a, "C": study([(0.5, 1.0)], objectives=("val_pauc", "latency_ms"))}, tmp_path)
+    with pytest.raises(ValueError, match="finished trials"):
+        compare({"A": a, "B": b}, tmp_path, budget=5)

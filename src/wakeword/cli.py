@@ -189,6 +189,22 @@ def cmd_hpo_show(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hpo_compare(a: argparse.Namespace) -> int:
+    from wakeword.hpo.study import compare, load_study
+
+    studies = {}
+    for spec in a.study:
+        label, _, rest = spec.partition("=")
+        folder, _, name = rest.partition(":")
+        if not folder:
+            raise ValueError(f"--study {spec}: expected LABEL=FOLDER[:STUDY_NAME]")
+        studies[label] = load_study(folder, name or "wakeword")
+    res = compare(studies, a.out, a.budget)
+    print(res["table"])
+    print(f"budget {res['budget']} finished trials each; plot: {Path(a.out) / 'hypervolume_compare.png'}")
+    return 0
+
+
 def cmd_hpo_export(a: argparse.Namespace) -> int:
     from wakeword.export import export_model
     from wakeword.hpo.study import load_study, trial_checkpoint
@@ -518,6 +534,11 @@ def build_parser() -> argparse.ArgumentParser:
             h.add_argument("--int8", action="store_true")
             h.add_argument("--streaming", action="store_true")
         h.set_defaults(func=fn)
+    hc = hp.add_parser("compare", help="hypervolume of studies at the same trial budget (e.g. with vs without PBT)")
+    hc.add_argument("--study", action="append", required=True, help="LABEL=STUDY_DIR[:STUDY_NAME], repeatable")
+    hc.add_argument("--budget", type=int, help="first N finished trials of each (default: the smallest count)")
+    hc.add_argument("--out", required=True, help="folder for compare.md/json and hypervolume_compare.png")
+    hc.set_defaults(func=cmd_hpo_compare)
 
     mn = sub.add_parser("mine", help="hard-negative mining (the CLI twin of the UI)").add_subparsers(
         dest="mine_cmd", required=True)

@@ -412,6 +412,62 @@ def show(study, out_dir: str | Path) -> dict:
     return summary
 
 
+def compare(studies: dict, out_dir: str | Path, budget: int | None = None) -> dict:
+    """Hypervolume of several studies over the same reference point and trial budget (e.g. with and
+    without PBT): one plot (hypervolume_compare.png) and a table (compare.md). ``budget``: count only
+    each study's first N finished trials (default: the smallest number any of them finished)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.trial import TrialState
+
+    if len(studies) < 2:
+        raise ValueError("compare needs at least two studies")
+    done = {k: [t for t in s.trials if t.state == TrialState.COMPLETE] for k, s in studies.items()}
+    objectives = {tuple(s.user_attrs.get("objectives", ())) for s in studies.values()}
+    if len(objectives) != 1:
+        raise ValueError(f"the studies optimise different objectives: {sorted(objectives)}")
+    n = budget or min(len(d) for d in done.values())
+    if n == 0 or any(len(d) < n for d in done.values()):
+        raise ValueError(f"every study needs {n or 1} finished trials: " + ", ".join(f"{k}: {len(d)}" for k, d in done.items()))
+    done = {k: d[:n] for k, d in done.items()}
+    worst = max(float(np.max([t.values[1] for t in d])) for d in done.values())
+    ref = (0.0, 1.1 * worst)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    rows = {}
+    for k, d in done.items():
+        vals = np.array([t.values for t in d], dtype=float)
+        hv = [hypervolume_2d(vals[: i + 1], ref, (True, False)) for i in range(len(d))]
+        ax.step(np.arange(1, len(d) + 1), hv, where="post", label=k)
+        front = [t for t in d if not any(o.values[0] >= t.values[0] and o.values[1] <= t.values[1]
+                                         and tuple(o.values) != tuple(t.values) for o in d)]
+        rows[k] = {"trials": len(d), "hypervolume": hv[-1], "pareto_size": len(front),
+                   "best_pauc": float(vals[:, 0].max()),
+                   "pbt_children": sum("pbt_parent" in t.user_attrs for t in d),
+                   "train_seconds": float(sum(t.user_attrs.get("seconds", 0.0) for t in d))}
+    names = next(iter(objectives)) or ("objective 0", "objective 1")
+    ax.set_xlabel("finished trials")
+    ax.set_ylabel("hypervolume")
+    ax.set_title(f"Hypervolume at equal budget (reference {names[0]}={ref[0]:g}, {names[1]}={ref[1]:.3g})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "hypervolume_compare.png", dpi=120)
+    plt.close(fig)
+    lines = ["| study | finished trials | PBT children | hypervolume | Pareto trials | best " + names[0] +
+             " | training time (s) |", "|---|---|---|---|---|---|---|"]
+    for k, r in rows.items():
+        lines.append(f"| {k} | {r['trials']} | {r['pbt_children']} | {r['hypervolume']:.4f} | {r['pareto_size']} | "
+                     f"{r['best_pauc']:.4f} | {r['train_seconds']:.0f} |")
+    table = "\n".join(lines) + "\n"
+    (out / "compare.md").write_text(table)
+    result = {"budget": n, "reference": list(ref), "studies": rows, "table": table}
+    (out / "compare.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
 def trial_checkpoint(study, number: int) -> str:
     from optuna.trial import TrialState
 
@@ -428,6 +484,7 @@ def trial_checkpoint(study, number: int) -> str:
 
 __all__ = [
     "HpoConfig",
+    "compare",
     "hypervolume_history",
     "load_study",
     "measure_latency_ms",
