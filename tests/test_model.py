@@ -102,6 +102,13 @@ def test_int8_export_is_smaller_and_close_to_float(tmp_path, speech_audio, tiny_
     r = np.corrcoef(a, b)[0, 1]
     assert r > 0.7, r
     assert OnnxDetector(q).metadata["quantization"]
+    # QOperator format (QLinearConv): smaller still; tracer-shared weights are inlined so it quantizes.
+    qo = quantize_int8(f, tmp_path / "m.qop.onnx", np.concatenate([cal, own]), fmt="qoperator")
+    assert qo.stat().st_size < q.stat().st_size
+    c, _ = OnnxDetector(qo).score_track(speech_audio)
+    assert np.corrcoef(a, c)[0, 1] > 0.5
+    with pytest.raises(ValueError, match="unknown INT8 format"):
+        quantize_int8(f, tmp_path / "x.onnx", cal, fmt="int4")
 
 
 def test_streaming_onnx_equals_score_track_on_real_audio(tmp_path, speech_audio):

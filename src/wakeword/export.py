@@ -87,10 +87,33 @@ def compact_names(path: str | Path) -> None:
     onnx.save(proto, str(path))
 
 
+def inline_initializer_identities(path: str | Path) -> None:
+    """Replace ``Identity(initializer)`` nodes (the tracer's way of sharing one tensor between two
+    layers) by a copy of the initializer, so every Conv weight and bias is an initializer, as the
+    INT8 quantizer needs."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    g = proto.graph
+    inits = {i.name: i for i in g.initializer}
+    drop = []
+    for node in g.node:
+        if node.op_type == "Identity" and node.input[0] in inits:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(inits[node.input[0]])
+            copy.name = node.output[0]
+            g.initializer.append(copy)
+            drop.append(node)
+    for node in drop:
+        g.node.remove(node)
+    onnx.save(proto, str(path))
+
+
 def _finish(path: Path, model: WakeWordModel, fmt: str, metadata: dict | None) -> None:
     """Shorten names and stamp the metadata a runtime checks (format, front-end parameters)."""
     import onnx
 
+    inline_initializer_identities(path)
     compact_names(path)
     proto = onnx.load(str(path))
     meta = {"format": fmt, "features": json.dumps(model.feat.to_dict()), "arch": model.arch,
@@ -162,6 +185,11 @@ class OnnxDetector:
         return scores, self.feat.score_hop_s
 
 
+# INT8 defaults chosen by measurement (docs/BENCHMARKS.md, "INT8 recipe"): see quantize_int8.
+INT8_FORMAT = "qdq"
+INT8_KEEP_ENDS_FLOAT = True
+
+
 def streaming_calibration_feeds(stream_path: str | Path, calibration: np.ndarray, n_feeds: int = 512) -> list[dict]:
     """Inputs the streaming graph really sees (audio hop + caches in steady state), for INT8 calibration.
 
@@ -177,7 +205,8 @@ def streaming_calibration_feeds(stream_path: str | Path, calibration: np.ndarray
     return feeds[::step][:n_feeds]
 
 
-def quantize_int8(float_path: str | Path, out_path: str | Path, calibration) -> Path:
+def quantize_int8(float_path: str | Path, out_path: str | Path, calibration, fmt: str = INT8_FORMAT,
+                  keep_ends_float: bool = INT8_KEEP_ENDS_FLOAT) -> Path:
     """Post-training static INT8 quantization (per-channel weights) of an exported model.
 
     calibration: (n, window_samples) float32 audio windows drawn from the training split (window
@@ -185,6 +214,9 @@ def quantize_int8(float_path: str | Path, out_path: str | Path, calibration) -> 
     network (Conv / Gemm) is quantized; the log-mel front end stays float, since a log of an 8-bit
     power spectrum would lose the quiet bands the classifier relies on. Names are shortened again
     afterwards (the quantizer's suffixes cost more bytes than many of the weights).
+
+    fmt: "qoperator" (QLinearConv nodes: smaller file) or "qdq" (Quantize/DequantizeLinear pairs around
+    float ops). keep_ends_float: leave the first and the last conv / linear layer in float.
     """
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -205,11 +237,20 @@ def quantize_int8(float_path: str | Path, out_path: str | Path, calibration) -> 
         def get_next(self):
             return next(self._it, None)
 
+    if fmt not in ("qoperator", "qdq"):
+        raise ValueError(f"unknown INT8 format '{fmt}': qoperator or qdq")
     out_path = Path(out_path)
-    frontend_nodes = [n.name for n in onnx.load(str(float_path)).graph.node if "frontend" in n.name]
-    quantize_static(str(float_path), str(out_path), _Reader(), quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=["Conv", "Gemm"], per_channel=True, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8, nodes_to_exclude=frontend_nodes)
+    nodes = onnx.load(str(float_path)).graph.node
+    exclude = [n.name for n in nodes if "frontend" in n.name]
+    if keep_ends_float:  # the first conv (sees raw log-mel) and the classifier (sets the score scale)
+        net = [n.name for n in nodes if n.op_type in ("Conv", "Gemm") and "frontend" not in n.name]
+        exclude += net[:1] + net[-1:]
+    qoperator = fmt == "qoperator"
+    quantize_static(str(float_path), str(out_path), _Reader(),
+                    quant_format=QuantFormat.QOperator if qoperator else QuantFormat.QDQ,
+                    op_types_to_quantize=["Conv", "Gemm"], per_channel=True,
+                    activation_type=QuantType.QUInt8 if qoperator else QuantType.QInt8,
+                    weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
     src, dst = onnx.load(str(float_path)), onnx.load(str(out_path))
     del dst.metadata_props[:]
     for p in src.metadata_props:
