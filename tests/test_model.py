@@ -171,3 +171,24 @@ def test_streaming_int8_is_calibrated_on_real_stream_states_and_tracks_float(tmp
     out = subprocess.run([sys.executable, str(REPO / "examples" / "onnx_stream.py"), str(q), str(wav),
                           "--threshold", str(float(np.median(b)))], capture_output=True, text=True)
     assert out.returncode == 0 and "wake word at" in out.stdout, out.stderr
+
+
+def test_example_refuses_foreign_models_and_mismatched_audio(tmp_path, speech_audio):
+    import subprocess
+    import sys
+
+    import soundfile as sf
+    from conftest import REPO, responsive_model
+
+    from wakeword.export import export_onnx, export_streaming_onnx
+
+    m = responsive_model(speech_audio)
+    stream = export_streaming_onnx(m, tmp_path / "s.onnx")
+    window = export_onnx(m, tmp_path / "w.onnx")  # ours, but not the streaming graph the example drives
+    wav8k = tmp_path / "x8k.wav"
+    sf.write(wav8k, speech_audio[::2], 8000)
+    ex = str(REPO / "examples" / "onnx_stream.py")
+    r = subprocess.run([sys.executable, ex, str(stream), str(wav8k)], capture_output=True, text=True)
+    assert r.returncode != 0 and "8000 Hz" in r.stderr and "16000 Hz" in r.stderr
+    r = subprocess.run([sys.executable, ex, str(window), str(wav8k)], capture_output=True, text=True)
+    assert r.returncode != 0 and "not a wakeword streaming export" in r.stderr
