@@ -167,3 +167,22 @@ def test_openwakeword_runs_through_its_own_streaming_api_with_state_reset(speech
     det.process(np.random.default_rng(0).standard_normal(3 * SR).astype(np.float32) * 0.3)  # change its state
     det.reset()
     assert np.array_equal(det.process(audio), first)  # reset restores the freshly loaded state exactly
+
+
+def test_cli_bench_on_user_folders_with_noise(tmp_path, tiny_run, speech_audio, capsys):
+    from wakeword.cli import main
+
+    _write(tmp_path / "pos" / "a.wav", speech_audio)
+    _write(tmp_path / "neg" / "b.wav", speech_audio[::-1].copy())
+    _write(tmp_path / "noise" / "n.wav", np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1)
+    rc = main(["-q", "bench", "--positives", str(tmp_path / "pos"), "--negatives", str(tmp_path / "neg"),
+               "--noise", str(tmp_path / "noise"), "--phrase", "computer", "--snr", "10",
+               "--detector", f"mine={tiny_run / 'best.pt'}", "--out", str(tmp_path / "out")])
+    assert rc == 0
+    rep = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert rep["config"]["snr_db"] == 10 and rep["sets"]["folders"]["detectors"]["mine"]["n_positive"] == 1
+    assert "noise at 10 dB SNR" in capsys.readouterr().out
+    assert main(["-q", "bench", "--preset", "nope", "--detector", str(tiny_run / "best.pt"), "--out",
+                 str(tmp_path / "x")]) == 2
+    assert main(["-q", "bench", "--positives", str(tmp_path / "missing"), "--detector", str(tiny_run / "best.pt"),
+                 "--out", str(tmp_path / "x")]) == 2
