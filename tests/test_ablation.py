@@ -48,17 +48,30 @@ def test_ablation_trains_benches_and_resumes(tmp_path, tiny_data):
     saved = json.loads((run / "config.json").read_text())["train"]
     assert saved["augment"]["rir_prob"] == 0.0 and saved["model"] == {"width": 0.5}  # override on the base
     stamp = (run / "best.pt").stat().st_mtime_ns
+    bench_stamp = (run / "bench" / "snr10" / "bench.json").stat().st_mtime_ns
     again = ablation_experiment(exp, tmp_path / "out")  # resumes: nothing is retrained or re-benched
     assert (run / "best.pt").stat().st_mtime_ns == stamp
+    assert (run / "bench" / "snr10" / "bench.json").stat().st_mtime_ns == bench_stamp
     assert again["variants"] == res["variants"]
     md = ablation_markdown(again, "wakeword experiment ablation")
     assert "| no_reverb |" in md and ("(+" in md or "(-" in md)
     assert "no real recording went into training" in md
     part = ablation_experiment(exp, tmp_path / "out", summarise_only=True)
     assert part["variants"]["default"]["seeds"] == [0]
+    # The same variant name with other overrides must not silently reuse the finished run.
+    changed = AblationExperiment.from_yaml(_config(tmp_path, tiny_data, {"default": {},
+                                                                        "no_reverb": {"augment": {"rir_prob": 0.1}}}))
+    with pytest.raises(ValueError, match="another config"):
+        ablation_experiment(changed, tmp_path / "out")
 
 
 def test_ablation_refuses_bad_variants(tmp_path, tiny_data):
+    cfg = _config(tmp_path, tiny_data, {"default": {}})
+    d = yaml.safe_load(cfg.read_text())
+    d["experiment"]["fa_per_hour"] = 0.3
+    cfg.write_text(yaml.safe_dump(d))
+    with pytest.raises(ValueError, match="fa_per_hour"):
+        AblationExperiment.from_yaml(cfg)
     with pytest.raises(ValueError, match="default"):
         AblationExperiment.from_yaml(_config(tmp_path, tiny_data, {"x": {}}))
     with pytest.raises(ValueError, match="variant 'bad'"):

@@ -69,8 +69,8 @@ def test_noise_is_mixed_at_the_asked_snr_and_seeded_by_clip_path(speech_audio):
 def test_false_accepts_are_counted_once_per_excursion_and_blamed_on_their_file(tmp_path):
     quiet = np.zeros(3 * SR, np.float32)
     loud = np.zeros(6 * SR, np.float32)
-    loud[SR: SR + SR // 2] = 0.5  # one burst ...
-    loud[4 * SR: 4 * SR + SR // 2] = 0.5  # ... and another 3 s later: two events
+    loud[: int(0.16 * SR)] = 0.5  # a burst in the first two hops after the clip boundary ...
+    loud[4 * SR: 4 * SR + SR // 2] = 0.5  # ... and another 4 s later: two events
     files = [_write(tmp_path / "neg" / f"{i}_{n}.wav", a) for i, (n, a) in
              enumerate([("quiet", quiet), ("loud", loud), ("quiet2", quiet), ("loud2", loud)])]
     pos = [_write(tmp_path / "pos" / "p.wav", loud[: 2 * SR])]
@@ -83,6 +83,12 @@ def test_false_accepts_are_counted_once_per_excursion_and_blamed_on_their_file(t
     assert r["fa_per_hour_at_default"] == pytest.approx(4 / hours, rel=0.02)
     assert {s["file"]: s["false_accepts"] for s in r["top_false_accept_sources"]} == {files[1]: 2, files[3]: 2}
     assert r["n_positive"] == 1 and r["frr_at_default"] == 0.0
+    from wakeword.evaluation.bench import prepare_set, score_detector
+
+    sc, _ = score_detector(EnergyDetector(), prepare_set(EvalSet("toy", tuple(pos), tuple(files)), cfg, False), cfg,
+                           False)
+    assert sc.neg_clip_scores.tolist() == [0.0, 1.0, 0.0, 1.0]  # each burst is scored in its own clip
+    assert [p for p in sc.clip_places] == [(0, 0.0), (0, 3.0), (1, 0.0), (1, 3.0)]
     assert det.resets == 1 + 2  # fresh state per positive clip and per negative stream
     assert r["cpu_s_per_audio_hour"] > 0
     assert (tmp_path / "out" / "bench.md").read_text().count("| energy |") == 1

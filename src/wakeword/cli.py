@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -145,7 +146,7 @@ def cmd_experiment_ablation(a: argparse.Namespace) -> int:
 
     exp = AblationExperiment.from_yaml(a.config)
     if a.seeds:
-        exp = AblationExperiment(**{**exp.__dict__, "seeds": tuple(a.seeds)})
+        exp = dataclasses.replace(exp, seeds=tuple(a.seeds))
     results = ablation_experiment(exp, a.out, workers=a.workers, summarise_only=a.summarise_only)
     body = ablation_markdown(results, a.command or "wakeword " + " ".join(sys.argv[1:]))
     print(body)
@@ -582,7 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.set_defaults(func=cmd_eval)
 
-    b = sub.add_parser("bench", help="several detectors (ours and openWakeWord) on the same real audio, one protocol")
+    b = sub.add_parser("bench", help="several detectors (ours and openWakeWord) on the same real audio, one protocol "
+                                     "(always one CPU thread, so the cost column compares like with like)")
     b.add_argument("--detector", action="append", required=True,
                    help="[label=]SPEC, repeatable: a .pt checkpoint, an .onnx / .int8.onnx / .stream.onnx export, "
                         "or oww:NAME (openWakeWord: alexa, hey_mycroft, hey_jarvis, hey_rhasspy, timer, weather)")
@@ -628,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.threads > 0 and args.cmd in ("eval", "bench", "score", "export", "demo", "mine", "serve"):
+    if args.threads > 0 and args.cmd in ("eval", "score", "export", "demo", "mine", "serve"):
         import torch
 
         torch.set_num_threads(args.threads)

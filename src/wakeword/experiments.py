@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -383,6 +383,10 @@ class AblationExperiment:
             if k in d:
                 d[k] = tuple(d[k])
         exp = cls(**d)
+        from wakeword.evaluation.evaluate import FA_TARGETS
+
+        if exp.fa_per_hour not in FA_TARGETS:
+            raise ValueError(f"fa_per_hour must be one of the reported operating points {list(FA_TARGETS)}")
         if "default" not in exp.variants:
             raise ValueError("the variants need a 'default' entry (the recipe every lever is compared with)")
         from wakeword.training.fit import TrainConfig
@@ -412,12 +416,26 @@ def _ablation_job(job: dict) -> dict:
     from wakeword.evaluation.detectors import load_detector
     from wakeword.evaluation.evaluate import EvalSet
 
+    from wakeword.training.fit import TrainConfig
+
+    summary = Path(job["run_dir"]) / "train_summary.json"
+    if summary.exists():  # a finished run is reused only if it was trained with this variant's config
+        saved = json.loads((Path(job["run_dir"]) / "config.json").read_text())["train"]
+        wanted = json.loads(json.dumps(TrainConfig.from_dict(job["train"]).to_dict()))
+        if saved != wanted:
+            raise ValueError(f"{job['run_dir']} holds a run trained with another config; remove it or use "
+                             "another --out folder")
     checkpoint = _train_job(job)
     torch.set_num_threads(1)
     out = {}
     for snr in job["snr_db"]:
         d = Path(job["run_dir"]) / "bench" / _condition(snr)
-        if not (d / "bench.json").exists():
+        stale = False
+        if (d / "bench.json").exists():
+            old = json.loads((d / "bench.json").read_text())
+            stale = (old["config"] != asdict(BenchConfig(snr_db=snr))
+                     or sorted(old["sets"]) != sorted(EvalSet.from_yaml(y).name for y in job["sets"]))
+        if stale or not (d / "bench.json").exists():
             run_bench([load_detector(f"model={checkpoint}")], [EvalSet.from_yaml(s) for s in job["sets"]],
                       BenchConfig(snr_db=snr), d, progress=False)
         out[_condition(snr)] = json.loads((d / "bench.json").read_text())
@@ -457,7 +475,7 @@ def ablation_experiment(exp: AblationExperiment, out_dir: str | Path, workers: i
 
 
 def summarise_ablation(exp: AblationExperiment, done: dict, data_dir: Path) -> dict:
-    fa = f"{exp.fa_per_hour:g}"
+    fa = str(float(exp.fa_per_hour))  # the key the bench report uses
     try:
         dcfg = json.loads((data_dir / "data_config.json").read_text())
     except (OSError, ValueError):
@@ -501,8 +519,16 @@ def ablation_markdown(results: dict, command: str) -> str:
                     cells.append("–")
                     continue
                 cell = f"{s['mean']:.3f} ± {s['std']:.3f}"
-                if name != "default" and base.get(c, {}).get(m):
-                    cell += f" ({s['mean'] - base[c][m]['mean']:+.3f})"
+                b = base.get(c, {}).get(m)
+                if name != "default" and b:
+                    if r["seeds"] == rows["default"]["seeds"]:
+                        cell += f" ({s['mean'] - b['mean']:+.3f})"
+                    else:  # partial table: compare on the seeds both have
+                        common = [i for i in r["seeds"] if i in rows["default"]["seeds"]]
+                        if common:
+                            mine = np.mean([s["values"][r["seeds"].index(i)] for i in common])
+                            theirs = np.mean([b["values"][rows["default"]["seeds"].index(i)] for i in common])
+                            cell += f" ({mine - theirs:+.3f} on seeds {','.join(map(str, common))})"
                 cells.append(cell)
         change = json.dumps(r["overrides"]).replace("|", "/") if r["overrides"] else "–"
         lines.append(f"| {name} | `{change}` | {','.join(map(str, r['seeds']))} | " + " | ".join(cells) + " |")

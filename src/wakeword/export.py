@@ -167,6 +167,12 @@ class OnnxDetector:
         self.window_samples = self.feat.window_samples
         self.stride_samples = self.feat.score_stride * self.feat.hop_length
 
+    @property
+    def default_threshold(self) -> float:
+        """The threshold stored at export (the checkpoint's), else 0.5."""
+        t = json.loads(self.metadata.get("threshold", "null"))
+        return 0.5 if t is None else float(t)
+
     def score_windows(self, windows: np.ndarray) -> np.ndarray:
         """windows: (batch, window_samples) float32 -> (batch,) scores."""
         return self.session.run(["score"], {"audio": windows.astype(np.float32)})[0]

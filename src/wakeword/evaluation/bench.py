@@ -4,15 +4,15 @@ Protocol (identical for every detector):
 - each positive clip gets ``lead_s`` of silence before it and ``tail_s`` after it, is scored on its
   own from a fresh detector state, and its score is the maximum over everything the detector
   produced for it (so the short tail after the word counts);
-- negatives are laid end to end, in a fixed order, into continuous streams of at most ``stream_s``
-  seconds (state reset between streams only); a false accept is a rising threshold crossing with a
+- negatives are laid end to end, in a fixed order, into continuous streams (a stream ends at the first
+  clip boundary after ``stream_s`` seconds; state reset between streams only); a false accept is a rising threshold crossing with a
   refractory period (the metrics module), a negative clip's score is the max over the scores whose
   audio ends inside it;
 - with ``snr_db``, a noise file drawn from the set's noise list is mixed into every clip (padding
   included) at that SNR, the clip's active-speech level over the noise power; the draw (file and
   offset) is seeded by the clip's path, so every detector and every run hears the same noisy audio;
-- CPU seconds per audio hour: process CPU time spent in the detector's ``process`` calls (one
-  thread: torch and onnxruntime are set to one) over the hours of audio it was given.
+- CPU seconds per audio hour: process CPU time spent in the detector's ``process`` calls (always one
+  thread: torch is set to one, onnxruntime sessions are made with one) over the hours of audio given.
 
 Thresholds are swept exactly (every positive score, every negative peak and just above it), so the
 low-FA operating points are exact, not interpolated.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import zlib
 from collections import Counter
@@ -33,8 +32,9 @@ from tqdm import tqdm
 
 from wakeword.audio.mixing import power
 from wakeword.evaluation import metrics
-from wakeword.evaluation.detectors import SAMPLE_RATE, same_phrase
-from wakeword.evaluation.evaluate import FA_TARGETS, EvalSet, SetScores, load_set_audio, summarise
+from wakeword.audio.io import SAMPLE_RATE
+from wakeword.evaluation.detectors import same_phrase
+from wakeword.evaluation.evaluate import FA_TARGETS, EvalSet, SetScores, clip_maxima, load_set_audio, summarise
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class BenchConfig:
     snr_db: float | None = None  # mix the set's noise into every clip at this SNR (None: clean)
     lead_s: float = 1.0  # silence before each positive clip
     tail_s: float = 1.0  # silence after each positive clip (its scores count)
-    stream_s: float = 600.0  # negatives are scored as continuous streams of at most this long
+    stream_s: float = 600.0  # a negative stream ends at the first clip boundary after this many seconds
     refractory_s: float = 1.0  # a detector fires at most once per this many seconds
     max_fpr: float = 0.1  # clip pAUC range
     top_k: int = 10  # false-accept sources listed per detector
@@ -148,17 +148,10 @@ def score_detector(det, ps: PreparedSet, cfg: BenchConfig, progress: bool = True
         audio_s += len(audio) / SAMPLE_RATE
         streams.append(s)
         ends = det.first_end_s + np.arange(len(s)) * det.hop_s
-        start = 0.0
-        for f, a in group:
-            end = start + len(a) / SAMPLE_RATE
-            m = (ends > start) & (ends <= end + 1e-9)
-            if m.any():
-                clip_scores.append(float(s[m].max()))
-            else:  # shorter than one hop or before the first score: the first score after it covers it
-                k = min(len(s) - 1, int(np.searchsorted(ends, end)))
-                clip_scores.append(float(s[k]) if len(s) else 0.0)
-            clip_files.append((f, (len(streams) - 1, start)))
-            start = end
+        lengths = [len(a) / SAMPLE_RATE for _, a in group]
+        clip_scores.extend(clip_maxima(s, ends, lengths))
+        starts = np.cumsum([0.0] + lengths[:-1])
+        clip_files.extend((f, (len(streams) - 1, float(t))) for (f, _), t in zip(group, starts))
         group = []
 
     total = 0
@@ -192,6 +185,8 @@ def false_accept_sources(sc: SetScores, det, threshold: float, refractory_s: flo
 
 
 def summarise_detector(sc: SetScores, det, cfg: BenchConfig) -> dict:
+    if not sum(len(s) for s in sc.neg_streams):
+        raise ValueError(f"{det.name} produced no score for the negatives (shorter than its first window?)")
     thr = det.default_threshold
     hours = sum(len(s) for s in sc.neg_streams) * sc.hop_s / 3600
     res: dict = {"default_threshold": thr, "negative_hours": round(hours, 4), "n_negative_clips": len(sc.neg_clip_scores),
@@ -259,7 +254,6 @@ def _one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def markdown(report: dict) -> str:
@@ -284,3 +278,7 @@ def markdown(report: dict) -> str:
                        f"| {r['fa_per_hour_at_default']:.2f} | {frr_d} | {r['cpu_s_per_audio_hour']:.1f} |")
         out.append("")
     return "\n".join(out)
+
+
+__all__ = ["BenchConfig", "PreparedSet", "active_level", "add_noise", "clip_seed", "markdown", "prepare_set",
+           "run_bench", "score_detector"]

@@ -5,7 +5,8 @@ Every detector is driven the same way: ``reset()`` (fresh state, as after loadin
 audio. Score ``i`` belongs to the audio that ends at ``first_end_s + i * hop_s`` seconds after the
 reset; the benchmark uses that to attribute scores to clips.
 
-Specs (``load_detector``): ``path/to/best.pt`` (a checkpoint, scored window by window with torch),
+Specs (``load_detector``): ``path/to/best.pt`` (a checkpoint in torch: the track's log-mel once, then
+every window),
 ``model.onnx`` (the float or INT8 window export, onnxruntime), ``model.stream.onnx`` (the stateful
 streaming export, fed hop by hop), ``oww:NAME`` (an openWakeWord 0.5.1 pretrained model such as
 ``oww:hey_jarvis``, through its own streaming API in 80 ms chunks). ``label=spec`` names it in reports.
@@ -17,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from wakeword.audio.io import SAMPLE_RATE
 from wakeword.dataset.text import normalise
 from wakeword.export import trained_phrase
-
-SAMPLE_RATE = 16000
 OWW_MODELS = ("alexa", "hey_mycroft", "hey_jarvis", "hey_rhasspy", "timer", "weather")
 
 
@@ -52,7 +52,6 @@ class StreamingOnnxDetector:
 
         self.streamer = OnnxStreamer(path)
         meta = self.streamer.session.get_modelmeta().custom_metadata_map
-        feat = json.loads(meta["features"])
         c = self.streamer.c
         if c["sample_rate"] != SAMPLE_RATE:
             raise ValueError(f"{name}: model sample rate {c['sample_rate']} Hz, the benchmark runs at {SAMPLE_RATE}")
@@ -60,8 +59,10 @@ class StreamingOnnxDetector:
         self.phrase = meta.get("phrase") and json.loads(meta["phrase"])
         self.sample_rate = c["sample_rate"]
         self.hop_s = c["chunk"] / c["sample_rate"]
-        self.first_end_s = feat["window_s"]
-        self.default_threshold = float(json.loads(meta.get("threshold", "0.5")) or 0.5)
+        # the first score after the warm-up covers the sample cache plus (warmup_calls + 1) chunks
+        self.first_end_s = (c["sample_cache"] + (c["warmup_calls"] + 1) * c["chunk"]) / c["sample_rate"]
+        t = json.loads(meta.get("threshold", "null"))
+        self.default_threshold = 0.5 if t is None else float(t)
 
     def reset(self) -> None:
         self.streamer.reset()
@@ -173,3 +174,7 @@ def same_phrase(a: str | None, b: str | None) -> bool:
     if not a or not b:
         return True
     return normalise(a) == normalise(b)
+
+
+__all__ = ["OWW_MODELS", "OpenWakeWordDetector", "StreamingOnnxDetector", "WindowDetector", "load_detector",
+           "same_phrase"]

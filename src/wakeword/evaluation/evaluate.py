@@ -109,6 +109,27 @@ def load_set_audio(s: EvalSet, progress: bool = True):
     return pos, neg, skipped
 
 
+def clip_maxima(scores: np.ndarray, ends: np.ndarray, lengths_s: list[float]) -> list[float]:
+    """Score of each clip of a continuous stream: the max over the scores whose audio ends inside it.
+
+    scores: (n,) scores of the stream; ends: (n,) time (s) at which each score's audio ends;
+    lengths_s: the clips' durations, in stream order. A clip no score ends in (shorter than a hop,
+    or before the first score) gets the first score that ends after it.
+    """
+    out, start = [], 0.0
+    for length in lengths_s:
+        end = start + length
+        m = (ends > start) & (ends <= end + 1e-9)
+        if m.any():
+            out.append(float(scores[m].max()))
+        elif len(scores):
+            out.append(float(scores[min(len(scores) - 1, int(np.searchsorted(ends, end)))]))
+        else:
+            out.append(0.0)
+        start = end
+    return out
+
+
 def score_set(detector, pos, neg, skipped=(), stream_s: float = 600.0, progress: bool = True) -> SetScores:
     """Score decoded audio with anything that has ``score_track(audio) -> (scores, hop_s)``."""
     feat = detector.feat
@@ -130,13 +151,7 @@ def score_set(detector, pos, neg, skipped=(), stream_s: float = 600.0, progress:
         s, _ = detector.score_track(audio)
         streams.append(s)
         ends = np.arange(len(s)) * hop + win  # end time of each window
-        start = 0.0
-        for a in group:
-            end = start + len(a) / feat.sample_rate
-            m = (ends > start) & (ends <= end + 1e-9)
-            # A clip shorter than what the first window needs is covered by the window that ends first after it.
-            clip_scores.append(float(s[m].max()) if m.any() else float(s[min(len(s) - 1, np.searchsorted(ends, end))]))
-            start = end
+        clip_scores.extend(clip_maxima(s, ends, [len(a) / feat.sample_rate for a in group]))
         group, group_len = [], 0
 
     for _, a in tqdm(neg, desc="negatives", disable=not progress, leave=False):
