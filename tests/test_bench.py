@@ -90,6 +90,13 @@ def test_false_accepts_are_counted_once_per_excursion_and_blamed_on_their_file(t
     assert sc.neg_clip_scores.tolist() == [0.0, 1.0, 0.0, 1.0]  # each burst is scored in its own clip
     assert [p for p in sc.clip_places] == [(0, 0.0), (0, 3.0), (1, 0.0), (1, 3.0)]
     assert det.resets == 1 + 2  # fresh state per positive clip and per negative stream
+    again = EnergyDetector()  # a killed or repeated bench reuses the scores it kept for this detector
+    assert run_bench([again], [EvalSet("toy", tuple(pos), tuple(files))], cfg, tmp_path / "out",
+                     progress=False)["sets"]["toy"]["detectors"]["energy"] == r and again.resets == 0
+    other = EnergyDetector()  # another protocol (a different refractory period) scores again
+    run_bench([other], [EvalSet("toy", tuple(pos), tuple(files))], BenchConfig(stream_s=8.0, refractory_s=0.5),
+              tmp_path / "out", progress=False)
+    assert other.resets == 3
     assert r["cpu_s_per_audio_hour"] > 0
     assert (tmp_path / "out" / "bench.md").read_text().count("| energy |") == 1
     assert (tmp_path / "out" / "det_toy.png").stat().st_size > 0

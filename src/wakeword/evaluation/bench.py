@@ -225,7 +225,7 @@ def run_bench(detectors: list, sets: list[EvalSet], cfg: BenchConfig, out_dir: s
                        "detectors": {}}
         curves = {}
         for det in detectors:
-            sc, cost = score_detector(det, ps, cfg, progress)
+            sc, cost = _cached_scores(det, ps, s, cfg, out_dir, progress)
             res = summarise_detector(sc, det, cfg)
             res.update({k: round(v, 4) for k, v in cost.items()})
             entry["detectors"][det.name] = res
@@ -244,6 +244,33 @@ def run_bench(detectors: list, sets: list[EvalSet], cfg: BenchConfig, out_dir: s
     (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
     (out_dir / "bench.md").write_text(markdown(report) + "\n")
     return report
+
+
+def _cached_scores(det, ps: PreparedSet, s: EvalSet, cfg: BenchConfig, out_dir: Path, progress: bool):
+    """score_detector, kept per (set, detector) under out_dir/scores: a killed bench resumes with the
+    detectors it had finished (same protocol, same files and same detector file; else they are redone)."""
+    key = {"config": asdict(cfg), "set": s.name, "files": [f for f, _ in ps.positives] + [f for f, _ in ps.negatives],
+           "detector": det.name, "kind": det.kind, "source": str(getattr(det, "source", ""))}
+    stem = out_dir / "scores" / f"{_slug(s.name)}__{_slug(det.name)}"
+    if stem.with_suffix(".json").exists() and stem.with_suffix(".npz").exists():
+        saved = json.loads(stem.with_suffix(".json").read_text())
+        if saved["key"] == key:
+            z = np.load(stem.with_suffix(".npz"))
+            lengths = z["stream_lengths"]
+            streams = np.split(z["streams"], np.cumsum(lengths)[:-1]) if len(lengths) else []
+            sc = SetScores(z["pos_scores"], z["neg_clip_scores"], list(streams), float(z["hop_s"]),
+                           saved["neg_files"], saved["pos_files"], list(ps.skipped),
+                           [tuple(p) for p in saved["clip_places"]])
+            logger.info("%s on %s: scores from %s", det.name, s.name, stem.with_suffix(".npz"))
+            return sc, saved["cost"]
+    sc, cost = score_detector(det, ps, cfg, progress)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(stem.with_suffix(".npz"), pos_scores=sc.pos_scores, neg_clip_scores=sc.neg_clip_scores,
+             streams=np.concatenate(sc.neg_streams) if sc.neg_streams else np.zeros(0, np.float32),
+             stream_lengths=np.array([len(x) for x in sc.neg_streams], dtype=np.int64), hop_s=sc.hop_s)
+    stem.with_suffix(".json").write_text(json.dumps({"key": key, "cost": cost, "neg_files": sc.neg_files,
+                                                     "pos_files": sc.pos_files, "clip_places": sc.clip_places}))
+    return sc, cost
 
 
 def _slug(name: str) -> str:

@@ -29,6 +29,7 @@ class WindowDetector:
 
     def __init__(self, det, name: str, phrase: str | None, kind: str):
         self.det, self.name, self.phrase, self.kind = det, name, phrase, kind
+        self.source = _file_id(det.metadata.get("path", ""))
         f = det.feat
         if f.sample_rate != SAMPLE_RATE:
             raise ValueError(f"{name}: model sample rate {f.sample_rate} Hz, the benchmark runs at {SAMPLE_RATE}")
@@ -55,7 +56,7 @@ class StreamingOnnxDetector:
         c = self.streamer.c
         if c["sample_rate"] != SAMPLE_RATE:
             raise ValueError(f"{name}: model sample rate {c['sample_rate']} Hz, the benchmark runs at {SAMPLE_RATE}")
-        self.name, self.kind = name, "onnx-streaming"
+        self.name, self.kind, self.source = name, "onnx-streaming", _file_id(path)
         self.phrase = meta.get("phrase") and json.loads(meta["phrase"])
         self.sample_rate = c["sample_rate"]
         self.hop_s = c["chunk"] / c["sample_rate"]
@@ -100,7 +101,7 @@ class OpenWakeWordDetector:
         self._initial = {k: _copy(getattr(pre, k)) for k in
                          ("raw_data_buffer", "melspectrogram_buffer", "accumulated_samples",
                           "raw_data_remainder", "feature_buffer")}
-        self.name, self.kind = name, "openwakeword"
+        self.name, self.kind, self.source = name, "openwakeword", f"openwakeword-0.5.1:{model_name}"
         self.phrase = model_name.replace("_", " ")
         self.sample_rate = SAMPLE_RATE
         self.hop_s = self.CHUNK / SAMPLE_RATE
@@ -124,6 +125,13 @@ class OpenWakeWordDetector:
             out[i] = self.model.predict(pcm[i * self.CHUNK:(i + 1) * self.CHUNK])[self.key]
         self._pending = pcm[n * self.CHUNK:]
         return out
+
+
+def _file_id(path) -> str:
+    """A file's identity for result caches: resolved path, size and modification time."""
+    p = Path(path).resolve()
+    st = p.stat() if p.is_file() else None
+    return f"{p}@{st.st_size}:{st.st_mtime_ns}" if st else str(p)
 
 
 def _copy(v):
