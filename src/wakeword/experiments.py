@@ -507,18 +507,18 @@ def ablation_markdown(results: dict, command: str) -> str:
     conds = list(next((r["metrics"] for r in rows.values() if r["metrics"]), {}))
     fa = f"{results['fa_per_hour']:g}"
     head = "| variant | change from the default | seeds | " + " | ".join(
-        f"{c}: FRR@{fa} FA/h | {c}: AUT" for c in conds) + " |"
-    lines = [head, "|" + "---|" * (3 + 2 * len(conds))]
+        f"{c}: FRR@{fa} FA/h | {c}: AUT | {c}: pAUC" for c in conds) + " |"
+    lines = [head, "|" + "---|" * (3 + 3 * len(conds))]
     base = rows.get("default", {}).get("metrics", {})
     for name, r in rows.items():
         cells = []
         for c in conds:
-            for m in ("frr", "aut"):
+            for m in ("frr", "aut", "pauc"):
                 s = r["metrics"].get(c, {}).get(m)
                 if not s:
                     cells.append("–")
                     continue
-                cell = f"{s['mean']:.3f} ± {s['std']:.3f}"
+                cell = f"{s['mean']:.3f} ± {s['std']:.3f}" if len(s["values"]) > 1 else f"{s['mean']:.3f} (1 seed)"
                 b = base.get(c, {}).get(m)
                 if name != "default" and b:
                     if r["seeds"] == rows["default"]["seeds"]:
@@ -536,5 +536,5 @@ def ablation_markdown(results: dict, command: str) -> str:
             else "no real recording went into training (synthetic speech and synthetic noise only)")
     return (f"Command: `{command}`\n\nMean ± std over seeds {results['seeds']} (in brackets: difference from "
             f"the default recipe). FRR@{fa} FA/h = false-reject rate at {fa} false accepts per hour; AUT = area "
-            f"under the FRR-vs-FA/h curve on [0, 1] FA/h (both lower is better), from the `wakeword bench` "
-            f"protocol. Data: `{results['data_dir']}`; {real}.\n\n" + "\n".join(lines) + "\n")
+            f"under the FRR-vs-FA/h curve on [0, 1] FA/h (both lower is better); pAUC = clip-level partial AUC "
+            f"for FPR <= 0.1 (higher is better); all from the `wakeword bench` protocol. Data: `{results['data_dir']}`; {real}.\n\n" + "\n".join(lines) + "\n")
