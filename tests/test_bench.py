@@ -180,6 +180,8 @@ def test_openwakeword_runs_through_its_own_streaming_api_with_state_reset(speech
     det.process(np.random.default_rng(0).standard_normal(3 * SR).astype(np.float32) * 0.3)  # change its state
     det.reset()
     assert np.array_equal(det.process(audio), first)  # reset restores the freshly loaded state exactly
+    timer = load_detector("oww:timer")  # a multi-class model: the score is its best class
+    assert len(timer.labels) == 6 and len(timer.process(audio)) == len(first)
 
 
 def test_cli_bench_on_user_folders_with_noise(tmp_path, tiny_run, speech_audio, capsys):

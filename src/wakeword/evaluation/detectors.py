@@ -96,7 +96,11 @@ class OpenWakeWordDetector:
             self.model = Model(wakeword_models=[model_name], inference_framework="onnx")
         finally:
             np.random.set_state(state)
-        self.key = next(iter(self.model.models))
+        key = next(iter(self.model.models))
+        # Single-output models report under their own name; multi-class ones (timer: one class per
+        # duration, class 0 = background) under their class labels: the score is the max over those.
+        self.labels = ([key] if self.model.model_outputs[key] == 1
+                       else list(self.model.class_mapping[key].values()))
         pre = self.model.preprocessor
         self._initial = {k: _copy(getattr(pre, k)) for k in
                          ("raw_data_buffer", "melspectrogram_buffer", "accumulated_samples",
@@ -122,7 +126,8 @@ class OpenWakeWordDetector:
         n = len(pcm) // self.CHUNK
         out = np.empty(n, np.float32)
         for i in range(n):
-            out[i] = self.model.predict(pcm[i * self.CHUNK:(i + 1) * self.CHUNK])[self.key]
+            p = self.model.predict(pcm[i * self.CHUNK:(i + 1) * self.CHUNK])
+            out[i] = max(p[k] for k in self.labels)
         self._pending = pcm[n * self.CHUNK:]
         return out
 
