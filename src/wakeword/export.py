@@ -319,11 +319,12 @@ def export_model(checkpoint: str | Path, out: str | Path, int8: bool = False, da
 
     data_dir = Path(data_dir or ckpt.get("config", {}).get("data_dir", ""))
     int8_path = out.with_name(out.stem + ".int8.onnx")
-    quantize_int8(float_path, int8_path, calibration_windows(data_dir, model.feat))
+    calibration = calibration_windows(data_dir, model.feat)  # one draw for both graphs
+    quantize_int8(float_path, int8_path, calibration)
     report["int8"] = {"path": str(int8_path), "kib": round(int8_path.stat().st_size / 1024, 1)}
     if streaming:
         sp8 = out.with_name(out.stem + ".stream.int8.onnx")
-        quantize_int8(sp, sp8, streaming_calibration_feeds(sp, calibration_windows(data_dir, model.feat)))
+        quantize_int8(sp, sp8, streaming_calibration_feeds(sp, calibration))
         report["streaming_int8"] = {"path": str(sp8), "kib": round(sp8.stat().st_size / 1024, 1)}
     sets = [EvalSet.from_split(data_dir, "test")] + list(eval_sets or [])
     report["accuracy"] = {}
