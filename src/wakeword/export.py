@@ -274,7 +274,7 @@ def quantize_int8(float_path: str | Path, out_path: str | Path, calibration, fmt
 def calibration_windows(data_dir: str | Path, feat: FeatureConfig, n: int = 256, seed: int = 0) -> np.ndarray:
     """``n`` augmented training windows (the distribution the model saw), for INT8 calibration."""
     from wakeword.dataset.augment import AugmentConfig
-    from wakeword.dataset.manifest import read_manifest, select
+    from wakeword.dataset.manifest import BACKGROUND_KINDS, read_manifest, select
     from wakeword.dataset.torch_data import TrainWindows, load_clips
 
     rows = sorted(select(read_manifest(data_dir), "train"), key=lambda r: r.clip_id)
@@ -283,7 +283,7 @@ def calibration_windows(data_dir: str | Path, feat: FeatureConfig, n: int = 256,
     rng = np.random.default_rng(seed)
     rows = [rows[i] for i in rng.choice(len(rows), size=min(n, len(rows)), replace=False)]
     clips = load_clips(rows, data_dir)
-    noises = [c for r, c in zip(rows, clips) if r.kind == "noise"]
+    noises = [c for r, c in zip(rows, clips) if r.kind in BACKGROUND_KINDS]
     ds = TrainWindows(rows, clips, feat, AugmentConfig(), noises, [], seed)
     return np.stack([ds[i][0].numpy() for i in range(len(ds))])
 

@@ -1,7 +1,7 @@
 """The clip manifest: one CSV row per stored clip.
 
 Columns: clip_id, path (relative to the data folder), label (1 wake word, 0 not), kind
-(positive / adversarial / speech / noise / hard_negative), engine, voice, speaker, split
+(positive / adversarial / speech / word / music / noise / hard_negative), engine, voice, speaker, split
 (train / val / test), duration_s, sha256, text, source (origin, for provenance).
 """
 from __future__ import annotations
@@ -11,7 +11,10 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-KINDS = ("positive", "adversarial", "speech", "noise", "hard_negative")
+# word: one isolated word (people say single words to each other and to devices); music: synthetic
+# music (melody, chords, bass, drums, sung vowels), also used as background for mixing like noise.
+KINDS = ("positive", "adversarial", "speech", "word", "music", "noise", "hard_negative")
+BACKGROUND_KINDS = ("noise", "music")  # kinds mixed under other clips as background
 SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "manifest.csv"
 

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
 from wakeword.dataset.augment import AugmentConfig
-from wakeword.dataset.manifest import ClipRow, read_manifest, select
+from wakeword.dataset.manifest import BACKGROUND_KINDS, KINDS, ClipRow, read_manifest, select
 from wakeword.dataset.torch_data import (
     TrainWindows,
     load_clips,
@@ -47,6 +47,8 @@ class TrainConfig:
     seed: int = 0  # seeds weights, sampling and every augmentation draw
     positive_fraction: float = 0.35  # share of positives among sampled windows
     adversarial_fraction: float = 0.3  # share of adversarial / hard negatives
+    exclude_kinds: tuple[str, ...] = ()  # manifest kinds left out of training (e.g. ("music",) to ablate a
+    #                                      data lever without rebuilding the data folder)
     max_fpr: float = 0.1  # pAUC region used for best-checkpoint selection
     arch: str = "mobilenetv3"  # registered backbone
     model: dict = field(default_factory=dict)  # backbone parameters (StudentConfig fields)
@@ -72,7 +74,7 @@ class TrainConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown train config keys: {sorted(unknown)}; known: {sorted(known)}")
-        d = {k: tuple(v) if k in ("noise_dirs", "rir_dirs") else v for k, v in d.items()}
+        d = {k: tuple(v) if k in ("noise_dirs", "rir_dirs", "exclude_kinds") else v for k, v in d.items()}
         return cls(**d)
 
     def feature_config(self) -> FeatureConfig:
@@ -180,6 +182,11 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         raise FileNotFoundError(f"no manifest in {data_dir}: run `wakeword data build` first")
     # Manifest order depends on which build job finished first: sort so sampling is reproducible.
     rows = sorted(rows, key=lambda r: r.clip_id)
+    if cfg.exclude_kinds:
+        unknown = set(cfg.exclude_kinds) - set(KINDS)
+        if unknown:
+            raise ValueError(f"exclude_kinds: unknown kinds {sorted(unknown)}; known: {list(KINDS)}")
+        rows = [r for r in rows if r.kind not in cfg.exclude_kinds]
     train_rows, val_rows = select(rows, "train"), select(rows, "val")
     for name, rs in (("train", train_rows), ("val", val_rows)):
         if not any(r.label == 1 for r in rs) or not any(r.label == 0 for r in rs):
@@ -203,7 +210,8 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
     logger.info("loading %d train and %d val clips", len(train_rows), len(val_rows))
     train_clips = load_clips(train_rows, data_dir, progress)
     val_clips = load_clips(val_rows, data_dir, progress)
-    noises = [c for r, c in zip(train_rows, train_clips) if r.kind == "noise"] + load_dir_audio(cfg.noise_dirs)
+    noises = [c for r, c in zip(train_rows, train_clips) if r.kind in BACKGROUND_KINDS] + \
+        load_dir_audio(cfg.noise_dirs)
     rirs = load_dir_audio(cfg.rir_dirs, max_seconds=2.0)
     ds = TrainWindows(train_rows, train_clips, feat, AugmentConfig.from_dict(cfg.augment), noises, rirs, cfg.seed)
     for term in loss_terms:
