@@ -41,6 +41,8 @@ def cmd_data_build(a: argparse.Namespace) -> int:
     _set(d, "n_adversarial", a.n_adversarial)
     _set(d, "n_speech", a.n_speech)
     _set(d, "n_noise", a.n_noise)
+    _set(d, "n_words", a.n_words)
+    _set(d, "n_music", a.n_music)
     _set(d, "engines", a.engines.split(",") if a.engines else None)
     _set(d, "workers", a.workers)
     for key, dirs in (("positive_dirs", a.positive_dir), ("negative_dirs", a.negative_dir), ("noise_dirs", a.noise_dir)):
@@ -422,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--n-adversarial", type=int)
     b.add_argument("--n-speech", type=int)
     b.add_argument("--n-noise", type=int)
+    b.add_argument("--n-words", type=int, help="isolated common words (single-word negatives)")
+    b.add_argument("--n-music", type=int, help="synthetic music clips (negatives and background)")
     b.add_argument("--engines", help="comma-separated subset of espeak-ng,flite,festival,piper")
     b.add_argument("--workers", type=int)
     b.add_argument("--positive-dir", action="append", help="folder of real wake-word recordings (repeatable)")

@@ -452,8 +452,9 @@ def ablation_experiment(exp: AblationExperiment, out_dir: str | Path, workers: i
         raise FileNotFoundError(f"no data set at {data}: run `wakeword data build` (or `make demo`) first")
     (out_dir / "experiment.json").write_text(json.dumps(exp.__dict__, indent=2, default=list))
     jobs = []
-    for name, over in exp.variants.items():
-        for seed in exp.seeds:
+    # Seed-major, so an experiment stopped early has every variant at the same seeds.
+    for seed in exp.seeds:
+        for name, over in exp.variants.items():
             train = deep_merge(exp.train, {**(over or {}), "seed": seed})
             jobs.append({"kind": "student", "train": train, "data_dir": str(data.resolve()), "variant": name,
                          "seed": seed, "run_dir": str(out_dir / f"{name}_seed{seed}"), "sets": list(exp.sets),
@@ -533,7 +534,7 @@ def ablation_markdown(results: dict, command: str) -> str:
         change = json.dumps(r["overrides"]).replace("|", "/") if r["overrides"] else "–"
         lines.append(f"| {name} | `{change}` | {','.join(map(str, r['seeds']))} | " + " | ".join(cells) + " |")
     real = ("real recordings went into training" if results["real_audio_in_training"]
-            else "no real recording went into training (synthetic speech and synthetic noise only)")
+            else "no real recording went into training (synthetic speech, music and noise only)")
     return (f"Command: `{command}`\n\nMean ± std over seeds {results['seeds']} (in brackets: difference from "
             f"the default recipe). FRR@{fa} FA/h = false-reject rate at {fa} false accepts per hour; AUT = area "
             f"under the FRR-vs-FA/h curve on [0, 1] FA/h (both lower is better); pAUC = clip-level partial AUC "

@@ -100,3 +100,32 @@ def band_limit(audio: np.ndarray, low_hz: float | None, high_hz: float | None, s
     if high_hz and high_hz < sr / 2:
         out = sosfilt(butter(4, high_hz, "lowpass", fs=sr, output="sos"), out)
     return out.astype(np.float32)
+
+
+def mu_law(audio: np.ndarray, levels: int = 256) -> np.ndarray:
+    """G.711-style companding quantizer: mu-law encode to ``levels`` steps and decode (input in [-1, 1])."""
+    mu = levels - 1
+    x = np.clip(audio, -1.0, 1.0).astype(np.float64)
+    y = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
+    y = np.round((y + 1) / 2 * mu) / mu * 2 - 1
+    return (np.sign(y) * np.expm1(np.abs(y) * np.log1p(mu)) / mu).astype(np.float32)
+
+
+def telephone(audio: np.ndarray, rng: np.random.Generator, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """A narrow-band phone line: band-pass (~300-3400 Hz), 8 kHz sampling, 8-bit mu-law, back to ``sr``.
+
+    Telephone prompts, hold music and calls on speakerphone reach a device like this; nothing above
+    4 kHz survives and the quantization noise follows the signal level. Length is preserved.
+    """
+    from scipy.signal import resample_poly
+
+    x = band_limit(audio, float(rng.uniform(200.0, 400.0)), float(rng.uniform(3000.0, 3600.0)), sr)
+    narrow = resample_poly(x, 1, sr // 8000)
+    peak = float(np.abs(narrow).max())
+    if peak > 0:  # the line has its own level: quantize at a drawn loudness, restore afterwards
+        level = float(rng.uniform(0.1, 0.9))
+        narrow = mu_law(narrow * (level / peak)) * (peak / level)
+    out = resample_poly(narrow, sr // 8000, 1)[: len(audio)]
+    if len(out) < len(audio):
+        out = np.pad(out, (0, len(audio) - len(out)))
+    return out.astype(np.float32)

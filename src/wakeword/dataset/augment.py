@@ -1,4 +1,5 @@
-"""Per-sample waveform augmentation: window placement, speed, reverberation, background at an SNR, gain.
+"""Per-sample waveform augmentation: placement, speed, reverberation, channel, background at an SNR,
+telephone line, gain.
 
 Every draw comes from a generator seeded per sample, so two samples of a batch never share a draw
 and a resumed run replays exactly the same augmentation.
@@ -9,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from wakeword.audio.mixing import band_limit, change_speed, mix_at_snr, reverberate, synthetic_rir
+from wakeword.audio.mixing import band_limit, change_speed, mix_at_snr, reverberate, synthetic_rir, telephone
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class AugmentConfig:
     channel_prob: float = 0.3  # probability of a band-limited channel (small mic, phone line)
     lowpass_hz: tuple[float, float] = (3400.0, 7500.0)  # low-pass cut-off range (Hz)
     highpass_hz: tuple[float, float] = (60.0, 400.0)  # high-pass cut-off range (Hz)
+    phone_prob: float = 0.0  # probability of a telephone line (8 kHz, 300-3400 Hz, mu-law) after mixing
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,5 +81,8 @@ def augment_window(clip: np.ndarray, label: int, n: int, cfg: AugmentConfig, rng
             x = mix_at_snr(x, noise, float(rng.uniform(*cfg.snr_db)))
         else:
             x = x + noise[:n] if len(noise) >= n else x
+    # Drawn only when enabled, so a config without it replays the same draws as before it existed.
+    if cfg.phone_prob > 0 and rng.random() < cfg.phone_prob:
+        x = telephone(x, rng)
     x = x * 10 ** (float(rng.uniform(*cfg.gain_db)) / 20)
     return np.clip(x, -1.0, 1.0).astype(np.float32)

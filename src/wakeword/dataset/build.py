@@ -29,9 +29,10 @@ from wakeword.audio.io import (
     wav_bytes,
 )
 from wakeword.audio.mixing import NOISE_COLOURS, coloured_noise
+from wakeword.audio.music import synth_music
 from wakeword.audio.tts import Prosody, Voice, available_backends
 from wakeword.dataset.manifest import ClipRow, append_rows, read_manifest
-from wakeword.dataset.text import adversarial_texts, normalise, speech_texts
+from wakeword.dataset.text import adversarial_texts, normalise, speech_texts, word_texts
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,9 @@ class DataConfig:
     n_speech: int = 400  # general negative speech
     n_noise: int = 40  # synthetic coloured-noise clips
     n_babble: int = 20  # babble clips made from the build's own negative speech
+    n_words: int = 0  # isolated common words (single-word negatives, like people say to each other)
+    n_music: int = 0  # synthetic music clips (negatives, and background for mixing like noise)
+    music_s: float = 8.0  # seconds per synthetic music clip
     noise_s: float = 5.0  # seconds per synthetic noise / babble clip
     engines: tuple[str, ...] = ()  # TTS engines to use; () = every installed one
     # Share of clips per engine. festival renders ~2.5 clips/s against 20-50 for the others
@@ -85,7 +89,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class Job:
     job_id: str
-    kind: str  # positive / adversarial / speech / noise
+    kind: str  # positive / adversarial / speech / word / music / noise
     label: int
     engine: str
     voice: str
@@ -172,12 +176,18 @@ def plan(cfg: DataConfig) -> list[Job]:
         tts_jobs("positive", 1, [styles[rng.randrange(len(styles))] for _ in range(cfg.n_positive)])
         tts_jobs("adversarial", 0, adversarial_texts(phrase, cfg.n_adversarial, cfg.seed))
         tts_jobs("speech", 0, speech_texts(phrase, cfg.n_speech, cfg.seed))
+        # Planned after the other TTS jobs so adding words to a config leaves their draws unchanged.
+        tts_jobs("word", 0, word_texts(phrase, cfg.n_words, cfg.seed))
     else:
         logger.warning("no TTS engine is installed: only user folders and noise will be used")
     for i in range(cfg.n_noise):
         colour = NOISE_COLOURS[i % len(NOISE_COLOURS)]
         jobs.append(Job(_job_id("noise", colour, cfg.seed, i, cfg.noise_s), "noise", 0, "synthetic", colour,
                         f"noise:{colour}-{i % 7}", colour=colour, seed=cfg.seed * 100_003 + i))
+    for i in range(cfg.n_music):
+        # 13 "composers": the speaker id decides the split, so held-out splits get unheard pieces.
+        jobs.append(Job(_job_id("music", cfg.seed, i, cfg.music_s), "music", 0, "synthetic", "music",
+                        f"music:{i % 13}", seed=cfg.seed * 100_019 + i))
     for dirs, kind, label in ((cfg.positive_dirs, "positive", 1), (cfg.negative_dirs, "speech", 0),
                               (cfg.noise_dirs, "noise", 0)):
         for p, root in _user_files(dirs):
@@ -188,6 +198,9 @@ def plan(cfg: DataConfig) -> list[Job]:
 
 def _render(job: Job, cfg: DataConfig, backends: dict) -> list[np.ndarray]:
     """Run one job; returns the clips it produced (several for a chunked long file)."""
+    if job.kind == "music":
+        rng = np.random.default_rng(job.seed)
+        return [synth_music(int(cfg.music_s * SAMPLE_RATE), rng) * rng.uniform(0.1, 1.0)]
     if job.engine == "synthetic":
         n = int(cfg.noise_s * SAMPLE_RATE)
         rng = np.random.default_rng(job.seed)

@@ -31,6 +31,12 @@ def word_list() -> list[str]:
     return sorted(set(txt.split()))
 
 
+def common_words() -> list[str]:
+    """The 4,000 most frequent English words, most frequent first (resources/NOTICE.md)."""
+    txt = resources.files("wakeword.dataset.resources").joinpath("common_words.txt").read_text()
+    return txt.split()
+
+
 def sentence_list() -> list[str]:
     txt = resources.files("wakeword.dataset.resources").joinpath("sentences.txt").read_text()
     return [s.strip() for s in txt.splitlines() if s.strip()]
@@ -159,3 +165,13 @@ def speech_texts(phrase: str, n: int, seed: int) -> list[str]:
             if not contains_phrase(text, phrase):
                 out.append(text)
     return out
+
+
+def word_texts(phrase: str, n: int, seed: int) -> list[str]:
+    """``n`` isolated common words (never the phrase or a word containing it), with statement /
+    question / exclamation punctuation so the engines vary their prosody. Deterministic in ``seed``;
+    cycles (each repeat gets another voice) when ``n`` exceeds the vocabulary."""
+    rng = random.Random(seed + 2)
+    vocab = [w for w in common_words() if not contains_phrase(w, phrase)]
+    rng.shuffle(vocab)
+    return [vocab[i % len(vocab)] + rng.choice(["", ".", "!", "?"]) for i in range(n)] if vocab else []
