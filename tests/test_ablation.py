@@ -56,6 +56,12 @@ def test_ablation_trains_benches_and_resumes(tmp_path, tiny_data):
     md = ablation_markdown(again, "wakeword experiment ablation")
     assert "| no_reverb |" in md and ("(+" in md or "(-" in md)
     assert "no real recording went into training" in md
+    # A run saved before a TrainConfig field existed is still reused when the field holds its default.
+    conf = json.loads((run / "config.json").read_text())
+    del conf["train"]["background_kinds"], conf["train"]["exclude_kinds"]
+    (run / "config.json").write_text(json.dumps(conf))
+    ablation_experiment(exp, tmp_path / "out")
+    assert (run / "best.pt").stat().st_mtime_ns == stamp
     part = ablation_experiment(exp, tmp_path / "out", summarise_only=True)
     assert part["variants"]["default"]["seeds"] == [0]
     # The same variant name with other overrides must not silently reuse the finished run.

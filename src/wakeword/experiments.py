@@ -422,6 +422,9 @@ def _ablation_job(job: dict) -> dict:
     if summary.exists():  # a finished run is reused only if it was trained with this variant's config
         saved = json.loads((Path(job["run_dir"]) / "config.json").read_text())["train"]
         wanted = json.loads(json.dumps(TrainConfig.from_dict(job["train"]).to_dict()))
+        # A field added to TrainConfig after the run was made counts as equal when it holds its default.
+        defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+        wanted = {k: v for k, v in wanted.items() if k in saved or v != defaults[k]}
         if saved != wanted:
             raise ValueError(f"{job['run_dir']} holds a run trained with another config; remove it or use "
                              "another --out folder")
