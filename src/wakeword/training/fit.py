@@ -58,6 +58,8 @@ class TrainConfig:
     noise_dirs: tuple[str, ...] = ()  # extra background-noise folders (augmentation only)
     rir_dirs: tuple[str, ...] = ()  # room impulse responses to convolve with
     init_from: str = ""  # checkpoint to fine-tune from (its architecture and front end are kept)
+    qat: bool = False  # quantization-aware fine-tuning: train through fake INT8 as the export quantizes
+    #                    (training/qat.py); with init_from, a low lr, a few hundred steps; checkpoints stay float
     augment_draws: int = 0  # 0: a fresh augmentation draw every epoch; N: epochs cycle through N fixed
     #                         draws (epoch e reuses draw e % N), so teacher outputs can be cached
     num_workers: int = 1  # DataLoader worker processes (1: augmentation overlaps the step on a 2nd core)
@@ -227,6 +229,7 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
     total = cfg.epochs * cfg.steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, max(1, int(cfg.warmup_frac * total))))
     start_epoch, best, history = 0, -1.0, []
+    qat_observers = None  # QAT activation ranges of a resumed run
     if resume and last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["state_dict"])
@@ -235,6 +238,7 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
+        qat_observers = state.get("qat_observers")
         # An epoch logged after the last checkpoint is redone: keep the log equal to the checkpoint's history.
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
         steps_log = run_dir / "steps.jsonl"
@@ -244,6 +248,15 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
                     if ln.endswith("\n") and json.loads(ln)["step"] <= done]
             steps_log.write_text("".join(kept))
         logger.info("resuming %s from epoch %d", run_dir, start_epoch)
+
+    if cfg.qat:  # after the resume: prepare_qat keeps the Parameter objects the optimizer holds
+        from wakeword.training.qat import calibration_windows_from, observer_state, prepare_qat, strip_qat
+
+        prepare_qat(model, None if qat_observers else calibration_windows_from(ds, seed=cfg.seed),
+                    observers=qat_observers)
+
+    def plain(m: WakeWordModel) -> WakeWordModel:  # checkpoints hold the ordinary float model
+        return strip_qat(m) if cfg.qat else m
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -307,11 +320,12 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
                     record["val_pauc"], record["val_eer"], record["seconds"])
         if record["val_pauc"] > best:
             best = record["val_pauc"]
-            save_checkpoint(run_dir / "best.pt", model.cpu(), resolved, metrics=record)
+            save_checkpoint(run_dir / "best.pt", plain(model).cpu(), resolved, metrics=record)
             model.to(device)
-        save_checkpoint(last_path, model.cpu(), resolved, metrics=record, extra={
+        save_checkpoint(last_path, plain(model).cpu(), resolved, metrics=record, extra={
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "best": best,
-            "history": history, "extra_modules": [m.state_dict() for m in extra_modules]})
+            "history": history, "extra_modules": [m.state_dict() for m in extra_modules],
+            **({"qat_observers": observer_state(model)} if cfg.qat else {})})
         model.to(device)
     writer.close()
     best_record = max(history, key=lambda r: r["val_pauc"]) if history else {}
