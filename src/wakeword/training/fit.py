@@ -49,6 +49,8 @@ class TrainConfig:
     adversarial_fraction: float = 0.3  # share of adversarial / hard negatives
     exclude_kinds: tuple[str, ...] = ()  # manifest kinds left out of training (e.g. ("music",) to ablate a
     #                                      data lever without rebuilding the data folder)
+    background_kinds: tuple[str, ...] = BACKGROUND_KINDS  # training clips of these kinds are also mixed
+    #                                      under other windows as background (at the augment SNR)
     max_fpr: float = 0.1  # pAUC region used for best-checkpoint selection
     arch: str = "mobilenetv3"  # registered backbone
     model: dict = field(default_factory=dict)  # backbone parameters (StudentConfig fields)
@@ -76,7 +78,8 @@ class TrainConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown train config keys: {sorted(unknown)}; known: {sorted(known)}")
-        d = {k: tuple(v) if k in ("noise_dirs", "rir_dirs", "exclude_kinds") else v for k, v in d.items()}
+        d = {k: tuple(v) if k in ("noise_dirs", "rir_dirs", "exclude_kinds", "background_kinds") else v
+             for k, v in d.items()}
         return cls(**d)
 
     def feature_config(self) -> FeatureConfig:
@@ -212,7 +215,7 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
     logger.info("loading %d train and %d val clips", len(train_rows), len(val_rows))
     train_clips = load_clips(train_rows, data_dir, progress)
     val_clips = load_clips(val_rows, data_dir, progress)
-    noises = [c for r, c in zip(train_rows, train_clips) if r.kind in BACKGROUND_KINDS] + \
+    noises = [c for r, c in zip(train_rows, train_clips) if r.kind in cfg.background_kinds] + \
         load_dir_audio(cfg.noise_dirs)
     rirs = load_dir_audio(cfg.rir_dirs, max_seconds=2.0)
     ds = TrainWindows(train_rows, train_clips, feat, AugmentConfig.from_dict(cfg.augment), noises, rirs, cfg.seed)
