@@ -33,7 +33,7 @@ def tiny_data(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("data")
     cfg = DataConfig(phrase="computer", n_positive=48, n_adversarial=24, n_speech=16, n_noise=6, n_babble=3,
-                     engines=("espeak-ng", "flite"))
+                     n_words=0, engines=("espeak-ng", "flite"))
     report = build(cfg, out, progress=False)
     assert report["clips"] > 60, report
     return out

@@ -32,6 +32,7 @@ def test_negatives_never_say_the_phrase():
 
 def _cfg(**kw) -> DataConfig:
     base = dict(phrase="hello robot", n_positive=6, n_adversarial=4, n_speech=3, n_noise=2, n_babble=0,
+                n_words=0,
                 engines=("espeak-ng",))
     base.update(kw)
     return DataConfig(**base)

@@ -25,8 +25,9 @@ def test_help_lists_subcommands():
 def test_end_to_end(tmp_path):
     data, runs = tmp_path / "data", tmp_path / "run"
     run("-q", "data", "build", "--out", str(data), "--phrase", "hey computer", "--n-positive", "30",
-        "--n-adversarial", "16", "--n-speech", "10", "--n-noise", "4", "--engines", "espeak-ng,flite")
+        "--n-adversarial", "16", "--n-speech", "10", "--n-noise", "4", "--n-words", "6", "--engines", "espeak-ng,flite")
     assert (data / "manifest.csv").exists() and (data / "build_report.json").exists()
+    assert any(k.endswith("/word") for k in json.loads((data / "build_report.json").read_text())["by_split_kind"])
     run("-q", "train", "--data", str(data), "--out", str(runs), "--epochs", "1", "--steps-per-epoch", "3",
         "--batch-size", "8")
     ckpt = runs / "best.pt"

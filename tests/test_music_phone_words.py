@@ -77,6 +77,7 @@ def test_build_adds_music_and_words_without_changing_existing_clips(tmp_path):
     from wakeword.dataset.manifest import read_manifest
 
     base = dict(phrase="hello robot", n_positive=4, n_adversarial=3, n_speech=2, n_noise=2, n_babble=0,
+                n_words=0,
                 engines=("espeak-ng",), music_s=2.0)
     build(DataConfig(**base), tmp_path, progress=False)
     before = {r.clip_id: r.sha256 for r in read_manifest(tmp_path)}

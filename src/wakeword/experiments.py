@@ -416,16 +416,13 @@ def _ablation_job(job: dict) -> dict:
     from wakeword.evaluation.detectors import load_detector
     from wakeword.evaluation.evaluate import EvalSet
 
-    from wakeword.training.fit import TrainConfig
+    from wakeword.training.fit import TrainConfig, drop_new_defaults
 
     summary = Path(job["run_dir"]) / "train_summary.json"
     if summary.exists():  # a finished run is reused only if it was trained with this variant's config
         saved = json.loads((Path(job["run_dir"]) / "config.json").read_text())["train"]
         wanted = json.loads(json.dumps(TrainConfig.from_dict(job["train"]).to_dict()))
-        # A field added to TrainConfig after the run was made counts as equal when it holds its default.
-        defaults = json.loads(json.dumps(TrainConfig().to_dict()))
-        wanted = {k: v for k, v in wanted.items() if k in saved or v != defaults[k]}
-        if saved != wanted:
+        if saved != drop_new_defaults(saved, wanted):  # a field added since the run counts at its default
             raise ValueError(f"{job['run_dir']} holds a run trained with another config; remove it or use "
                              "another --out folder")
     checkpoint = _train_job(job)

@@ -48,8 +48,10 @@ class DataConfig:
     n_speech: int = 400  # general negative speech
     n_noise: int = 40  # synthetic coloured-noise clips
     n_babble: int = 20  # babble clips made from the build's own negative speech
-    n_words: int = 0  # isolated common words (single-word negatives, like people say to each other)
-    n_music: int = 0  # synthetic music clips (negatives, and background for mixing like noise)
+    n_words: int = 600  # isolated common words (single-word negatives, like people say to each other;
+    #                     cut real-voice false accepts in the ablation, docs/RESULTS.md)
+    n_music: int = 0  # synthetic music clips (negatives, and background for mixing like noise; off by
+    #                   default: it did not help on real voices in the ablation, docs/RESULTS.md)
     music_s: float = 8.0  # seconds per synthetic music clip
     noise_s: float = 5.0  # seconds per synthetic noise / babble clip
     engines: tuple[str, ...] = ()  # TTS engines to use; () = every installed one

@@ -86,6 +86,13 @@ class TrainConfig:
         return FeatureConfig(**self.features)
 
 
+def drop_new_defaults(saved: dict, wanted: dict) -> dict:
+    """``wanted`` (a TrainConfig as JSON) without the fields ``saved`` lacks that hold their default:
+    a run made before a field existed is the same run as one with that field at its default."""
+    defaults = json.loads(json.dumps(TrainConfig().to_dict()))
+    return {k: v for k, v in wanted.items() if k in saved or v != defaults.get(k)}
+
+
 @dataclass
 class Batch:
     """What a loss term sees of one training step."""
@@ -172,6 +179,8 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         old = json.loads(cfg_path.read_text())
         old.pop("data_dir", None)
         new = json.loads(json.dumps({k: v for k, v in resolved.items() if k != "data_dir"}))
+        if "train" in old:
+            new["train"] = drop_new_defaults(old["train"], new["train"])
         if old != new:
             raise ValueError(f"{run_dir} holds a run with a different config; choose another run folder "
                              "or remove it")
