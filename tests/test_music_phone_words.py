@@ -81,7 +81,7 @@ def test_build_adds_music_and_words_without_changing_existing_clips(tmp_path):
                 engines=("espeak-ng",), music_s=2.0)
     build(DataConfig(**base), tmp_path, progress=False)
     before = {r.clip_id: r.sha256 for r in read_manifest(tmp_path)}
-    build(DataConfig(**base, n_words=6, n_music=13), tmp_path, progress=False)
+    build(DataConfig(**{**base, "n_words": 6, "n_music": 13}), tmp_path, progress=False)
     rows = read_manifest(tmp_path)
     after = {r.clip_id: r.sha256 for r in rows}
     assert all(after[k] == v for k, v in before.items())  # an existing build is completed, not redone
