@@ -26,7 +26,7 @@ class AugmentConfig:
     channel_prob: float = 0.3  # probability of a band-limited channel (small mic, phone line)
     lowpass_hz: tuple[float, float] = (3400.0, 7500.0)  # low-pass cut-off range (Hz)
     highpass_hz: tuple[float, float] = (60.0, 400.0)  # high-pass cut-off range (Hz)
-    phone_prob: float = 0.0  # probability of a telephone line (8 kHz, 300-3400 Hz, mu-law) after mixing
+    phone_prob: float = 0.15  # probability of a telephone line (8 kHz, 300-3400 Hz, mu-law) after mixing
 
     def to_dict(self) -> dict:
         return asdict(self)
