@@ -86,3 +86,22 @@ def responsive_model(audio: np.ndarray, width: float = 1.0):
         m(wins)
         m.backbone.classifier.weight.normal_(0, 1.0)
     return m.eval()
+
+
+def start_train_and_kill(cmd: list[str], run: Path) -> int:
+    """Start ``cmd`` (a `wakeword train` process), SIGKILL it once ``run/last.pt`` exists; epochs done."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import torch
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline and not (run / "last.pt").exists():
+        time.sleep(0.05)
+    assert (run / "last.pt").exists(), "training never checkpointed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return torch.load(run / "last.pt", weights_only=False)["epoch"] + 1

@@ -2,15 +2,12 @@
 gives an ordinary checkpoint, a QAT fit resumes, and `wakeword export --qat` reports and refuses clearly."""
 import copy
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import torch
+from conftest import start_train_and_kill
 
 
 def _windows(audio: np.ndarray, n: int, hop: int) -> np.ndarray:
@@ -158,14 +155,7 @@ def test_qat_fit_resumes_after_kill(tiny_run, tiny_data, tmp_path):
     cfg_file.write_text(f"train:\n  model: {{width: 0.5}}\n  qat: true\n  lr: 0.0003\n  init_from: {init}\n")
     cmd = [sys.executable, "-m", "wakeword.cli", "-q", "train", "--data", str(tiny_data), "--out", str(run),
            "--epochs", "3", "--steps-per-epoch", "3", "--batch-size", "8", "--seed", "1", "--config", str(cfg_file)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while time.time() < deadline and not (run / "last.pt").exists():
-        time.sleep(0.05)
-    assert (run / "last.pt").exists(), "training never checkpointed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    if torch.load(run / "last.pt", weights_only=False)["epoch"] + 1 >= 3:
+    if start_train_and_kill(cmd, run) >= 3:
         pytest.skip("the run finished before it could be killed")
     summary = fit(cfg, tiny_data, run, progress=False)
     assert summary["epochs"] == 3

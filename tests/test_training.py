@@ -1,12 +1,9 @@
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 import torch
+from conftest import start_train_and_kill
 
 from wakeword.training.checkpoint import load_checkpoint
 from wakeword.training.fit import TrainConfig, fit
@@ -34,15 +31,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_data, tmp_path):
     cfg_file = tmp_path / "cfg.yaml"
     cfg_file.write_text("train:\n  model: {width: 0.5}\n")
     cmd += ["--config", str(cfg_file)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while time.time() < deadline and not (run / "last.pt").exists():
-        time.sleep(0.05)
-    assert (run / "last.pt").exists(), "training never checkpointed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done = torch.load(run / "last.pt", weights_only=False)["epoch"] + 1
-    if done >= 3:
+    if start_train_and_kill(cmd, run) >= 3:
         pytest.skip("the run finished before it could be killed")
     summary = fit(cfg, tiny_data, run, progress=False)  # resumes
     assert summary["epochs"] == 3
