@@ -40,7 +40,7 @@ def test_mu_law_is_a_fine_quantizer_and_telephone_is_narrow_band():
     y = telephone(x, np.random.default_rng(0))
     assert y.shape == x.shape and y.dtype == np.float32
     f, p = _spectrum(y[1600:])
-    at = lambda hz: p[np.argmin(np.abs(f - hz))]  # noqa: E731
+    at = lambda hz: p[np.argmin(np.abs(f - hz))]
     assert at(6000) < 1e-4 * at(1000)  # nothing above 4 kHz survives 8 kHz sampling
     assert at(100) < 0.05 * at(1000)  # the line's high-pass
     assert p[f > 4100].sum() < 1e-3 * p.sum()
@@ -99,3 +99,6 @@ def test_fit_refuses_unknown_excluded_kinds(tiny_data, tmp_path):
 
     with pytest.raises(ValueError, match="exclude_kinds"):
         fit(TrainConfig(epochs=1, steps_per_epoch=1, exclude_kinds=("musik",)), tiny_data, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="background_kinds"):
+        fit(TrainConfig(epochs=1, steps_per_epoch=1, background_kinds=("nois",)), tiny_data, tmp_path / "b",
+            progress=False)

@@ -615,8 +615,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--set", action="append", help="extra evaluation-set YAML for the float-vs-INT8 report")
     x.add_argument("--qat", choices=("off", "auto", "on"), default="off",
                    help="quantization-aware fine-tuning for --int8 (run folder NAME.qat/, resumable); the INT8 file "
-                        "written is the better of static and QAT by test-split pAUC. auto: only when static INT8 "
-                        "loses more than 0.5 pAUC points on the test split")
+                        "written is the better of static and QAT by test-split pAUC. auto: only when a static INT8 "
+                        "graph (window or streaming) loses more than 0.5 pAUC points on the test split")
     x.add_argument("--qat-steps", type=int, default=300, help="QAT optimizer steps (default 300)")
     x.add_argument("--qat-lr", type=float, default=None, help="QAT peak learning rate (default 0.1 x the run's)")
     x.set_defaults(func=cmd_export)

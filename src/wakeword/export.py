@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from wakeword.features.logmel import FeatureConfig
+from wakeword.models.base import fold_batchnorm
 from wakeword.models.kws import WakeWordModel
 
 logger = logging.getLogger(__name__)
@@ -43,13 +44,12 @@ def fuse_batchnorm(model: WakeWordModel) -> WakeWordModel:
         for i in range(len(mods) - 1):
             conv, bn = mods[i], mods[i + 1]
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
                 fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
                                   conv.padding, conv.dilation, conv.groups, bias=True)
                 with torch.no_grad():
-                    fused.weight.copy_(conv.weight * scale[:, None, None, None])
-                    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-                    fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+                    w, b = fold_batchnorm(conv.weight, conv.bias, bn)
+                    fused.weight.copy_(w)
+                    fused.bias.copy_(b)
                 seq[i], seq[i + 1] = fused, nn.Identity()
     return model
 
@@ -351,8 +351,8 @@ def export_model(checkpoint: str | Path, out: str | Path, int8: bool = False, da
 
     qat: "off"; "on": also fine-tune the checkpoint through fake INT8 (``TrainConfig.qat``, ``qat_steps``
     optimizer steps at ``qat_lr``, default 0.1 x the run's lr; run folder NAME.qat/, resumable), quantize
-    that, and write whichever INT8 model has the higher test-split pAUC; "auto": the same only when the
-    static INT8 model loses more than ``QAT_AUTO_DROP_POINTS`` of test-split pAUC. Needs ``int8``.
+    that, and write whichever INT8 model has the higher test-split pAUC; "auto": the same only when a
+    static INT8 graph (window, or streaming) loses more than ``QAT_AUTO_DROP_POINTS`` of test-split pAUC. Needs ``int8``.
     """
     from wakeword.training.checkpoint import load_checkpoint, model_from_checkpoint
 

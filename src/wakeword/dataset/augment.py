@@ -81,7 +81,7 @@ def augment_window(clip: np.ndarray, label: int, n: int, cfg: AugmentConfig, rng
             x = mix_at_snr(x, noise, float(rng.uniform(*cfg.snr_db)))
         else:
             x = x + noise[:n] if len(noise) >= n else x
-    # Drawn only when enabled, so a config without it replays the same draws as before it existed.
+    # Drawn only when enabled, so phone_prob 0 replays the draws made before the line existed.
     if cfg.phone_prob > 0 and rng.random() < cfg.phone_prob:
         x = telephone(x, rng)
     x = x * 10 ** (float(rng.uniform(*cfg.gain_db)) / 20)

@@ -32,3 +32,14 @@ def time_series(feat: torch.Tensor) -> torch.Tensor:
     if feat.dim() != 3:
         raise ValueError(f"expected a (batch, channels, [freq,] time) feature, got {tuple(feat.shape)}")
     return feat
+
+
+def fold_batchnorm(weight: torch.Tensor, bias: torch.Tensor | None,
+                   bn: torch.nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of a conv/linear followed by ``bn`` in eval mode, as one layer (differentiable:
+    the ONNX export folds with it, and QAT trains through it so it sees the weights the export writes).
+    weight: (out, ...), bias: (out,) or None."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    w = weight * scale.reshape(-1, *([1] * (weight.dim() - 1)))
+    b = ((bias if bias is not None else torch.zeros_like(bn.running_mean)) - bn.running_mean) * scale + bn.bias
+    return w, b

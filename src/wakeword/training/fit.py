@@ -196,11 +196,11 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         raise FileNotFoundError(f"no manifest in {data_dir}: run `wakeword data build` first")
     # Manifest order depends on which build job finished first: sort so sampling is reproducible.
     rows = sorted(rows, key=lambda r: r.clip_id)
-    if cfg.exclude_kinds:
-        unknown = set(cfg.exclude_kinds) - set(KINDS)
+    for name in ("exclude_kinds", "background_kinds"):
+        unknown = set(getattr(cfg, name)) - set(KINDS)
         if unknown:
-            raise ValueError(f"exclude_kinds: unknown kinds {sorted(unknown)}; known: {list(KINDS)}")
-        rows = [r for r in rows if r.kind not in cfg.exclude_kinds]
+            raise ValueError(f"{name}: unknown kinds {sorted(unknown)}; known: {list(KINDS)}")
+    rows = [r for r in rows if r.kind not in cfg.exclude_kinds]
     train_rows, val_rows = select(rows, "train"), select(rows, "val")
     for name, rs in (("train", train_rows), ("val", val_rows)):
         if not any(r.label == 1 for r in rs) or not any(r.label == 0 for r in rs):

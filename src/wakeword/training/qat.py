@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from wakeword.models.base import fold_batchnorm
 from wakeword.models.kws import WakeWordModel
 
 __all__ = ["ActFakeQuant", "QuantLayer", "calibrate", "calibration_windows_from", "is_qat", "load_observer_state",
@@ -112,15 +113,10 @@ class QuantLayer(nn.Module):
         self.act_out = ActFakeQuant()
 
     def folded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(weight, bias) with the frozen BatchNorm folded in, as ``export.fuse_batchnorm`` computes them."""
-        w, b = self.layer.weight, self.layer.bias
+        """(weight, bias) with the frozen BatchNorm folded in, as the export folds them."""
         if self.bn is None:
-            return w, b
-        bn = self.bn
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        w = w * scale.reshape(-1, *([1] * (w.dim() - 1)))
-        b = ((b if b is not None else torch.zeros_like(bn.running_mean)) - bn.running_mean) * scale + bn.bias
-        return w, b
+            return self.layer.weight, self.layer.bias
+        return fold_batchnorm(self.layer.weight, self.layer.bias, self.bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.act_in is not None:
