@@ -65,7 +65,7 @@ def speech_audio() -> np.ndarray:
     return b.synthesize("this is a short sentence about a computer in the kitchen", b.voices()[0], Prosody())
 
 
-def responsive_model(audio: np.ndarray, width: float = 1.0):
+def responsive_model(audio: np.ndarray, width: float = 1.0, window_norm: str = "none"):
     """An untrained WakeWordModel whose BatchNorm statistics come from ``audio``, so its scores vary."""
     import torch
 
@@ -74,7 +74,7 @@ def responsive_model(audio: np.ndarray, width: float = 1.0):
 
     torch.manual_seed(0)
     feat = FeatureConfig()
-    m = WakeWordModel("mobilenetv3", {"width": width}, feat)
+    m = WakeWordModel("mobilenetv3", {"width": width, "window_norm": window_norm}, feat)
     n = feat.window_samples
     x = np.concatenate([audio, audio])
     wins = torch.from_numpy(np.stack([x[i:i + n] for i in range(0, len(x) - n, n // 4)]))

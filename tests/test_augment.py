@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from wakeword.audio.mixing import coloured_noise
 from wakeword.dataset.augment import AugmentConfig, augment_window, place
@@ -23,3 +24,54 @@ def test_augment_draws_are_per_sample_and_reproducible():
     assert a.shape == (16000,) and not np.allclose(a, b)
     assert np.array_equal(a, a2)
     assert np.abs(a).max() <= 1.0
+
+
+def _vowel(f0: float, formant_hz: float, sr: int = 16000, seconds: float = 1.0) -> np.ndarray:
+    """A pulse train at ``f0`` through one resonance at ``formant_hz``: a crude sustained vowel."""
+    from scipy.signal import lfilter
+
+    n = int(sr * seconds)
+    pulses = np.zeros(n)
+    pulses[:: int(sr / f0)] = 1.0
+    r, w = 0.97, 2 * np.pi * formant_hz / sr
+    return lfilter([1.0], [1, -2 * r * np.cos(w), r * r], pulses).astype(np.float32) * 0.05
+
+
+def _spectrum(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s = np.abs(np.fft.rfft(x[2000:-2000] * np.hanning(len(x) - 4000)))
+    return np.fft.rfftfreq(len(x) - 4000, 1 / 16000), s
+
+
+def test_formant_shift_moves_the_envelope_and_keeps_pitch_length_and_level():
+    from wakeword.audio.mixing import formant_shift, power
+
+    x = _vowel(125.0, 800.0)
+    assert np.array_equal(formant_shift(x, 1.0), x)
+    for factor in (0.82, 1.22):
+        y = formant_shift(x, factor)
+        assert len(y) == len(x) and abs(power(y) / power(x) - 1) < 1e-3
+        f, s_in = _spectrum(x)
+        _, s_out = _spectrum(y)
+        band = (f > 300) & (f < 2000)
+        peak_in, peak_out = f[band][np.argmax(s_in[band])], f[band][np.argmax(s_out[band])]
+        # the strongest harmonic follows the resonance (to the nearest harmonic, 125 Hz apart)
+        assert abs(peak_out - 800.0 * factor) <= 130.0 and abs(peak_in - 800.0) <= 65.0
+        # the pitch stays: energy sits on the same 125 Hz harmonics
+        harm = np.isclose((f / 125.0) % 1.0, 0.0, atol=0.02) | np.isclose((f / 125.0) % 1.0, 1.0, atol=0.02)
+        assert s_out[band & harm].sum() / s_out[band].sum() > 0.5
+
+
+def test_formant_prob_zero_replays_and_one_changes_every_window():
+    from wakeword.dataset.augment import AugmentConfig, augment_window
+
+    clip = _vowel(110.0, 700.0, seconds=0.8)
+    base = AugmentConfig(background_prob=0.0, rir_prob=0.0, channel_prob=0.0, phone_prob=0.0, speed_prob=0.0)
+    for i in range(4):
+        a = augment_window(clip, 1, 16000, base, np.random.default_rng([1, 0, i]), [], [])
+        b = augment_window(clip, 1, 16000, AugmentConfig(**{**base.to_dict(), "formant_prob": 0.0}),
+                           np.random.default_rng([1, 0, i]), [], [])
+        c = augment_window(clip, 1, 16000, AugmentConfig(**{**base.to_dict(), "formant_prob": 1.0}),
+                           np.random.default_rng([1, 0, i]), [], [])
+        assert np.array_equal(a, b) and not np.allclose(a, c, atol=1e-3)
+    with pytest.raises(ValueError, match="formant_range"):
+        AugmentConfig(formant_range=(1.2, 0.9))

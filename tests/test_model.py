@@ -24,6 +24,31 @@ def test_width_changes_cost():
     assert count_params(small) < count_params(big) and count_macs(small, x) < count_macs(big, x)
 
 
+@pytest.mark.parametrize("how", ["level", "cmn"])
+def test_window_norm_removes_gain_and_channel(how, speech_audio):
+    from conftest import responsive_model
+
+    m = responsive_model(speech_audio, window_norm=how)
+    plain = responsive_model(speech_audio)
+    rng = np.random.default_rng(0)  # a noise floor well above the log floor (1e-6), as in any recording
+    a = torch.from_numpy((speech_audio[:16000] + 0.01 * rng.standard_normal(16000)).astype(np.float32)[None])
+    # a gain is a constant added to the log-mel: both normalisations remove it, the plain model does not
+    assert torch.allclose(m(a), m(a * 0.3), atol=5e-3)
+    assert not torch.allclose(plain(a), plain(a * 0.3), atol=5e-2)
+    x = m.frontend(a)
+    tilt = torch.linspace(-3, 3, x.shape[1])[None, :, None]  # a fixed channel colouring, per mel band
+    moved = torch.allclose(m.backbone(x), m.backbone(x + tilt), atol=1e-4)
+    assert moved == (how == "cmn")  # only "cmn" removes a per-band offset
+
+
+def test_window_norm_is_validated_and_old_configs_load():
+    with pytest.raises(ValueError, match="window_norm"):
+        StudentConfig(window_norm="pcen")
+    d = StudentConfig().to_dict()
+    d.pop("window_norm")  # a checkpoint saved before the option existed
+    assert StudentConfig.from_dict(d).window_norm == "none"
+
+
 def test_student_rejects_wrong_input():
     with pytest.raises(ValueError):
         MobileNetV3()(torch.randn(2, 32, 98))
@@ -49,13 +74,14 @@ def test_foreign_checkpoint_is_refused(tmp_path):
         load_checkpoint(tmp_path / "junk.pt")
 
 
-def test_onnx_matches_torch_on_real_audio(tmp_path, speech_audio):
+@pytest.mark.parametrize("window_norm", ["none", "cmn"])
+def test_onnx_matches_torch_on_real_audio(tmp_path, speech_audio, window_norm):
     from conftest import responsive_model
 
     from wakeword.export import OnnxDetector, export_onnx
     from wakeword.inference import Detector
 
-    m = responsive_model(speech_audio)
+    m = responsive_model(speech_audio, window_norm=window_norm)
     path = export_onnx(m, tmp_path / "m.onnx")
     onnx_scores, _ = OnnxDetector(path).score_track(speech_audio)
     torch_scores, _ = Detector(m).score_track(speech_audio)
@@ -111,7 +137,8 @@ def test_int8_export_is_smaller_and_close_to_float(tmp_path, speech_audio, tiny_
         quantize_int8(f, tmp_path / "x.onnx", cal, fmt="int4")
 
 
-def test_streaming_onnx_equals_score_track_on_real_audio(tmp_path, speech_audio):
+@pytest.mark.parametrize("window_norm", ["none", "level"])
+def test_streaming_onnx_equals_score_track_on_real_audio(tmp_path, speech_audio, window_norm):
     import dataclasses
     import subprocess
     import sys
@@ -122,7 +149,7 @@ def test_streaming_onnx_equals_score_track_on_real_audio(tmp_path, speech_audio)
     from wakeword.export import OnnxStreamer, export_streaming_onnx, stream_contract
     from wakeword.inference import Detector
 
-    m = responsive_model(speech_audio)
+    m = responsive_model(speech_audio, window_norm=window_norm)
     c = stream_contract(m.feat)
     path = export_streaming_onnx(m, tmp_path / "s.onnx")
     assert not m.training  # export must leave the model as it found it (it works on a fused copy)

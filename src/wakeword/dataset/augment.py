@@ -1,5 +1,5 @@
-"""Per-sample waveform augmentation: placement, speed, reverberation, channel, background at an SNR,
-telephone line, gain.
+"""Per-sample waveform augmentation: placement, speed, formant shift, reverberation, channel, background at
+an SNR, telephone line, gain.
 
 Every draw comes from a generator seeded per sample, so two samples of a batch never share a draw
 and a resumed run replays exactly the same augmentation.
@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from wakeword.audio.mixing import band_limit, change_speed, mix_at_snr, reverberate, synthetic_rir, telephone
+from wakeword.audio.mixing import (band_limit, change_speed, formant_shift, mix_at_snr, reverberate, synthetic_rir,
+                                   telephone)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,13 @@ class AugmentConfig:
     lowpass_hz: tuple[float, float] = (3400.0, 7500.0)  # low-pass cut-off range (Hz)
     highpass_hz: tuple[float, float] = (60.0, 400.0)  # high-pass cut-off range (Hz)
     phone_prob: float = 0.15  # probability of a telephone line (8 kHz, 300-3400 Hz, mu-law) after mixing
+    formant_prob: float = 0.0  # probability of a formant (vocal-tract length) shift: a new speaker
+    formant_range: tuple[float, float] = (0.82, 1.22)  # envelope scale factors (drawn log-uniformly)
+
+    def __post_init__(self):
+        lo, hi = self.formant_range
+        if not 0 < lo <= hi:
+            raise ValueError(f"formant_range must be 0 < low <= high, got {self.formant_range}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +72,10 @@ def augment_window(clip: np.ndarray, label: int, n: int, cfg: AugmentConfig, rng
         if label == 0 or len(sped) <= n:  # never push a positive out of the window
             clip = sped
     x = place(clip, n, rng, label)
+    # Drawn only when enabled, so formant_prob 0 replays the draws made before the shift existed.
+    if cfg.formant_prob > 0 and rng.random() < cfg.formant_prob:
+        lo, hi = np.log(cfg.formant_range[0]), np.log(cfg.formant_range[1])
+        x = formant_shift(x, float(np.exp(rng.uniform(lo, hi))))
     if rng.random() < cfg.rir_prob:
         if rirs and rng.random() < cfg.user_rir_prob:
             rir = rirs[int(rng.integers(len(rirs)))]

@@ -37,6 +37,27 @@ DEFAULT_STAGES: tuple[StageSpec, ...] = (
 )
 
 
+WINDOW_NORMS = ("none", "level", "cmn")
+
+
+def normalise_window(x: torch.Tensor, how: str) -> torch.Tensor:
+    """Remove what a microphone's gain or colouring adds to a log-mel window (batch, n_mels, frames).
+
+    In the log domain a gain is a constant added to every cell and a fixed channel response (mic,
+    room, phone line) a constant per band. "level" subtracts the window's mean (the output does not
+    depend on the input gain); "cmn" subtracts each band's mean over the window's frames (cepstral
+    mean normalisation done on mel bands: no dependence on gain or on a fixed channel response).
+    Computed from the window alone, so the streaming graph, which scores whole windows, is unchanged.
+    """
+    if how == "none":
+        return x
+    if how == "level":
+        return x - x.mean(dim=(1, 2), keepdim=True)
+    if how == "cmn":
+        return x - x.mean(dim=2, keepdim=True)
+    raise ValueError(f"window_norm must be one of {WINDOW_NORMS}, got {how!r}")
+
+
 @dataclass(frozen=True)
 class StudentConfig:
     n_mels: int = 40  # input mel bands (must equal the front end's)
@@ -48,6 +69,13 @@ class StudentConfig:
     head_channels: int = 128  # channels of the last 1x1 conv before pooling
     dropout: float = 0.2  # before the classifier
     stages: tuple[StageSpec, ...] = field(default=DEFAULT_STAGES)
+    # Per-window normalisation of the log-mel input (see ``normalise_window``): "none", "level" (gain
+    # invariance) or "cmn" (per-band mean removal: gain and fixed channel colouring).
+    window_norm: str = "none"
+
+    def __post_init__(self):
+        if self.window_norm not in WINDOW_NORMS:
+            raise ValueError(f"window_norm must be one of {WINDOW_NORMS}, got {self.window_norm!r}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -150,6 +178,7 @@ class MobileNetV3(nn.Module):
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if x.dim() != 3 or x.shape[1] != self.cfg.n_mels:
             raise ValueError(f"expected (batch, {self.cfg.n_mels}, frames), got {tuple(x.shape)}")
+        x = normalise_window(x, self.cfg.window_norm)
         h = self.stem(self.input_norm(x.unsqueeze(1)))
         feats = []
         for stage in self.stages:
