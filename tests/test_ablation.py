@@ -82,3 +82,5 @@ def test_ablation_refuses_bad_variants(tmp_path, tiny_data):
         AblationExperiment.from_yaml(_config(tmp_path, tiny_data, {"x": {}}))
     with pytest.raises(ValueError, match="variant 'bad'"):
         AblationExperiment.from_yaml(_config(tmp_path, tiny_data, {"default": {}, "bad": {"augment": {"nope": 1}}}))
+    with pytest.raises(ValueError, match="variant 'norm'.*window_norm"):  # a bad model option fails before training
+        AblationExperiment.from_yaml(_config(tmp_path, tiny_data, {"default": {}, "norm": {"model": {"window_norm": "x"}}}))

@@ -399,7 +399,11 @@ class AblationExperiment:
                 cfg = TrainConfig.from_dict(deep_merge(exp.train, over or {}))
                 AugmentConfig.from_dict(cfg.augment)
                 SpecAugmentConfig(**cfg.specaugment)
-            except TypeError as exc:
+                if cfg.arch == "mobilenetv3":
+                    from wakeword.models.mobilenetv3 import StudentConfig
+
+                    StudentConfig(**cfg.model)
+            except (TypeError, ValueError) as exc:
                 raise ValueError(f"variant '{name}': {exc}") from exc
         return exp
 
