@@ -117,6 +117,11 @@ def test_int8_export_is_smaller_and_close_to_float(tmp_path, speech_audio, tiny_
     f = export_onnx(m, tmp_path / "m.onnx")
     cal = calibration_windows(tiny_data, m.feat, n=16)
     assert cal.shape == (16, m.feat.window_samples)
+    # Calibration is augmented as the run was trained: a run trained 40 dB quieter calibrates 40 dB quieter.
+    quiet = calibration_windows(tiny_data, m.feat, n=16, train={"augment": {"gain_db": [-40.0, -40.0],
+                                                                            "phone_prob": 0.0}})
+    loud = calibration_windows(tiny_data, m.feat, n=16, train={"augment": {"gain_db": [0.0, 0.0], "phone_prob": 0.0}})
+    assert 0 < np.abs(quiet).max() < 0.02 * np.abs(loud).max()
     # Calibrate on the audio being scored, so the check measures quantization error alone.
     n = m.feat.window_samples
     own = np.stack([speech_audio[i:i + n] for i in range(0, len(speech_audio) - n, n // 8)])

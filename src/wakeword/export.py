@@ -271,20 +271,28 @@ def quantize_int8(float_path: str | Path, out_path: str | Path, calibration, fmt
     return out_path
 
 
-def calibration_windows(data_dir: str | Path, feat: FeatureConfig, n: int = 256, seed: int = 0) -> np.ndarray:
-    """``n`` augmented training windows (the distribution the model saw), for INT8 calibration."""
+def calibration_windows(data_dir: str | Path, feat: FeatureConfig, n: int = 256, seed: int = 0,
+                        train: dict | None = None) -> np.ndarray:
+    """``n`` augmented training windows (the distribution the model saw), for INT8 calibration.
+
+    ``train``: the run's training config as its checkpoint saved it; its augmentation, excluded kinds and
+    background kinds are used (defaults when absent)."""
     from wakeword.dataset.augment import AugmentConfig
     from wakeword.dataset.manifest import BACKGROUND_KINDS, read_manifest, select
     from wakeword.dataset.torch_data import TrainWindows, load_clips
 
-    rows = sorted(select(read_manifest(data_dir), "train"), key=lambda r: r.clip_id)
+    t = train or {}
+    exclude = set(t.get("exclude_kinds", ()))
+    background = tuple(t.get("background_kinds", BACKGROUND_KINDS))
+    rows = sorted((r for r in select(read_manifest(data_dir), "train") if r.kind not in exclude),
+                  key=lambda r: r.clip_id)
     if not rows:
         raise FileNotFoundError(f"no training clips in {data_dir} for calibration")
     rng = np.random.default_rng(seed)
     rows = [rows[i] for i in rng.choice(len(rows), size=min(n, len(rows)), replace=False)]
     clips = load_clips(rows, data_dir)
-    noises = [c for r, c in zip(rows, clips) if r.kind in BACKGROUND_KINDS]
-    ds = TrainWindows(rows, clips, feat, AugmentConfig(), noises, [], seed)
+    noises = [c for r, c in zip(rows, clips) if r.kind in background]
+    ds = TrainWindows(rows, clips, feat, AugmentConfig.from_dict(t.get("augment", {})), noises, [], seed)
     return np.stack([ds[i][0].numpy() for i in range(len(ds))])
 
 
@@ -381,7 +389,8 @@ def export_model(checkpoint: str | Path, out: str | Path, int8: bool = False, da
     from wakeword.evaluation.evaluate import EvalSet
 
     int8_path = out.with_name(out.stem + ".int8.onnx")
-    calibration = calibration_windows(data_dir, model.feat)  # one draw for both graphs
+    # one draw for both graphs, augmented as the run was trained
+    calibration = calibration_windows(data_dir, model.feat, train=ckpt.get("config", {}).get("train"))
     quantize_int8(float_path, int8_path, calibration)
     report["int8"] = {"path": str(int8_path), "kib": round(int8_path.stat().st_size / 1024, 1), "source": "static"}
     streams: dict[str, Path] = {}
