@@ -201,3 +201,27 @@ def test_cli_bench_on_user_folders_with_noise(tmp_path, tiny_run, speech_audio, 
                  str(tmp_path / "x")]) == 2
     assert main(["-q", "bench", "--positives", str(tmp_path / "missing"), "--detector", str(tiny_run / "best.pt"),
                  "--out", str(tmp_path / "x")]) == 2
+
+
+def test_ensemble_scores_the_mean_of_its_members(tiny_run, tiny_data, tmp_path, speech_audio):
+    from wakeword.export import export_model
+    from wakeword.training.fit import TrainConfig, fit
+
+    other = tmp_path / "other"
+    fit(TrainConfig(epochs=1, steps_per_epoch=3, batch_size=16, seed=1, model={"width": 0.5}), tiny_data, other,
+        progress=False)
+    a, b = tiny_run / "best.pt", other / "best.pt"
+    ens = load_detector(f"pair={a}+{b}")
+    assert ens.kind == "ensemble" and ens.name == "pair" and ens.phrase == "computer"
+    sa, sb = load_detector(str(a)).process(speech_audio), load_detector(str(b)).process(speech_audio)
+    assert not np.allclose(sa, sb)
+    np.testing.assert_allclose(ens.process(speech_audio), (sa + sb) / 2, atol=1e-6)
+    split = EvalSet.from_split(tiny_data, "test")
+    rep = run_bench([ens], [EvalSet("t", split.positives, split.negatives)], BenchConfig(), tmp_path / "o",
+                    progress=False)
+    assert 0 <= rep["sets"]["t"]["detectors"]["pair"]["pauc"] <= 1
+    export_model(a, tmp_path / "m.onnx", streaming=True, progress=False)
+    with pytest.raises(ValueError, match="ensemble members"):  # the streaming graph keeps its own state
+        load_detector(f"{a}+{tmp_path / 'm.stream.onnx'}")
+    with pytest.raises(ValueError, match="no such file"):
+        load_detector(f"{a}+{tmp_path / 'missing.pt'}")

@@ -9,7 +9,9 @@ Specs (``load_detector``): ``path/to/best.pt`` (a checkpoint in torch: the track
 every window),
 ``model.onnx`` (the float or INT8 window export, onnxruntime), ``model.stream.onnx`` (the stateful
 streaming export, fed hop by hop), ``oww:NAME`` (an openWakeWord 0.5.1 pretrained model such as
-``oww:hey_jarvis``, through its own streaming API in 80 ms chunks). ``label=spec`` names it in reports.
+``oww:hey_jarvis``, through its own streaming API in 80 ms chunks), ``a.pt+b.pt+c.pt`` (an ensemble: the
+mean of its members' probabilities, window by window; members are checkpoints or window exports with the
+same front end). ``label=spec`` names it in reports.
 """
 from __future__ import annotations
 
@@ -43,6 +45,40 @@ class WindowDetector:
 
     def process(self, audio: np.ndarray) -> np.ndarray:
         return np.asarray(self.det.score_track(audio)[0], np.float32)
+
+
+class EnsembleDetector:
+    """Several project models scored on the same windows; the score is the mean of their probabilities.
+
+    The members must share the front end (sample rate, window, score hop), so window ``i`` of every member
+    covers the same audio. Its cost is the members' costs summed: a device would run them all.
+    """
+
+    def __init__(self, members: list[WindowDetector], name: str):
+        if len(members) < 2:
+            raise ValueError(f"{name}: an ensemble needs at least two members")
+        first = members[0]
+        for m in members[1:]:
+            if (m.sample_rate, m.hop_s, m.first_end_s) != (first.sample_rate, first.hop_s, first.first_end_s):
+                raise ValueError(f"{name}: members {first.name} and {m.name} score different windows "
+                                 "(front ends differ); an ensemble needs the same window and hop")
+        phrases = {m.phrase for m in members if m.phrase}
+        if len(phrases) > 1:
+            raise ValueError(f"{name}: members were trained for different phrases {sorted(phrases)}")
+        self.members, self.name, self.kind = members, name, "ensemble"
+        self.phrase = next(iter(phrases), None)
+        self.source = "+".join(m.source for m in members)
+        self.sample_rate, self.hop_s, self.first_end_s = first.sample_rate, first.hop_s, first.first_end_s
+        self.default_threshold = float(np.mean([m.default_threshold for m in members]))
+
+    def reset(self) -> None:
+        for m in self.members:
+            m.reset()
+
+    def process(self, audio: np.ndarray) -> np.ndarray:
+        scores = [m.process(audio) for m in self.members]
+        n = min(len(s) for s in scores)
+        return np.mean([s[:n] for s in scores], axis=0).astype(np.float32)
 
 
 class StreamingOnnxDetector:
@@ -150,6 +186,11 @@ def _copy(v):
 def load_detector(spec: str):
     """A detector from a spec (see the module docstring); raises ValueError with the reason."""
     label, target = spec.split("=", 1) if "=" in spec else ("", spec)
+    if "+" in target and not Path(target).is_file():
+        members = [load_detector(part) for part in target.split("+")]
+        if not all(isinstance(m, WindowDetector) for m in members):
+            raise ValueError(f"detector '{spec}': ensemble members must be .pt checkpoints or window .onnx exports")
+        return EnsembleDetector(members, label or "+".join(m.name for m in members))
     if target.startswith("oww:"):
         model = target[4:]
         return OpenWakeWordDetector(model, label or f"openWakeWord {model}")
@@ -189,5 +230,5 @@ def same_phrase(a: str | None, b: str | None) -> bool:
     return normalise(a) == normalise(b)
 
 
-__all__ = ["OWW_MODELS", "OpenWakeWordDetector", "StreamingOnnxDetector", "WindowDetector", "load_detector",
+__all__ = ["OWW_MODELS", "EnsembleDetector", "OpenWakeWordDetector", "StreamingOnnxDetector", "WindowDetector", "load_detector",
            "same_phrase"]
