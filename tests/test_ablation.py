@@ -64,6 +64,15 @@ def test_ablation_trains_benches_and_resumes(tmp_path, tiny_data):
     assert (run / "best.pt").stat().st_mtime_ns == stamp
     part = ablation_experiment(exp, tmp_path / "out", summarise_only=True)
     assert part["variants"]["default"]["seeds"] == [0]
+    # --variants: only the named ones (and the default) are run or tabulated; an unknown name is refused.
+    from wakeword.cli import main
+
+    md_path = tmp_path / "r.md"
+    assert main(["-q", "experiment", "ablation", "--config", str(cfg), "--out", str(tmp_path / "out"),
+                 "--summarise-only", "--variants", "no_reverb", "--results", str(md_path)]) == 0
+    assert "| no_reverb |" in md_path.read_text() and "| default |" in md_path.read_text()
+    assert main(["-q", "experiment", "ablation", "--config", str(cfg), "--out", str(tmp_path / "out"),
+                 "--summarise-only", "--variants", "nope"]) == 2
     # The same variant name with other overrides must not silently reuse the finished run.
     changed = AblationExperiment.from_yaml(_config(tmp_path, tiny_data, {"default": {},
                                                                         "no_reverb": {"augment": {"rir_prob": 0.1}}}))

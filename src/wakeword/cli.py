@@ -149,6 +149,12 @@ def cmd_experiment_ablation(a: argparse.Namespace) -> int:
     exp = AblationExperiment.from_yaml(a.config)
     if a.seeds:
         exp = dataclasses.replace(exp, seeds=tuple(a.seeds))
+    if a.variants:
+        unknown = sorted(set(a.variants) - set(exp.variants))
+        if unknown:
+            raise ValueError(f"--variants: {unknown} not in {a.config} (it has {sorted(exp.variants)})")
+        keep = {"default", *a.variants}  # the default is what every row is compared with
+        exp = dataclasses.replace(exp, variants={k: v for k, v in exp.variants.items() if k in keep})
     results = ablation_experiment(exp, a.out, workers=a.workers, summarise_only=a.summarise_only)
     body = ablation_markdown(results, a.command or "wakeword " + " ".join(sys.argv[1:]))
     print(body)
@@ -504,6 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     xa.add_argument("--config", default="configs/ablation_computer.yaml")
     xa.add_argument("--out", default="work/ablation_computer")
     xa.add_argument("--seeds", type=int, nargs="+")
+    xa.add_argument("--variants", nargs="+", help="run (or tabulate) only these variants and the default; "
+                                                  "finished runs of the others stay where they are")
     xa.add_argument("--workers", type=int, default=1, help="runs in parallel (one CPU thread each)")
     xa.add_argument("--results", help="markdown file whose ablation section is (re)written, e.g. docs/RESULTS.md")
     xa.add_argument("--title", default="## Real voices: recipe ablation")
