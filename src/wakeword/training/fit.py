@@ -289,34 +289,33 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
             m.train()
         sums: dict[str, float] = {}
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
-        step_log = open(run_dir / "steps.jsonl", "a")
-        for audio, labels, keys in bar:
-            audio, labels = audio.to(device), labels.to(device).float()
-            with torch.no_grad():
-                inputs = model.frontend(audio)
-            # SpecAugment is for log-mel; the Wav2Vec2 teacher masks its own hidden frames when training.
-            x = specaug(inputs, gen) if model.input_kind == "mel" else inputs
-            logits, feats = model.backbone.forward_features(x)
-            loss = bce(logits, labels)
-            logs = {"loss_cls": loss.item()}
-            batch = Batch(audio, labels, keys, inputs, logits, feats, step, total)
-            for term in loss_terms:
-                extra, term_logs = term(batch)
-                loss = loss + extra
-                logs.update(term_logs)
-            logs["loss"] = loss.item()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, 5.0)
-            opt.step()
-            sched.step()
-            step += 1
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + v
-                writer.add_scalar(f"train/{k}", v, step)
-            step_log.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in logs.items()}}) + "\n")
-            bar.set_postfix(loss=f"{logs['loss']:.3f}")
-        step_log.close()
+        with open(run_dir / "steps.jsonl", "a") as step_log:
+            for audio, labels, keys in bar:
+                audio, labels = audio.to(device), labels.to(device).float()
+                with torch.no_grad():
+                    inputs = model.frontend(audio)
+                # SpecAugment is for log-mel; the Wav2Vec2 teacher masks its own hidden frames when training.
+                x = specaug(inputs, gen) if model.input_kind == "mel" else inputs
+                logits, feats = model.backbone.forward_features(x)
+                loss = bce(logits, labels)
+                logs = {"loss_cls": loss.item()}
+                batch = Batch(audio, labels, keys, inputs, logits, feats, step, total)
+                for term in loss_terms:
+                    extra, term_logs = term(batch)
+                    loss = loss + extra
+                    logs.update(term_logs)
+                logs["loss"] = loss.item()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, 5.0)
+                opt.step()
+                sched.step()
+                step += 1
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                    writer.add_scalar(f"train/{k}", v, step)
+                step_log.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in logs.items()}}) + "\n")
+                bar.set_postfix(loss=f"{logs['loss']:.3f}")
         n = max(1, cfg.steps_per_epoch)
         record = {"epoch": epoch + 1, "step": step, "lr": sched.get_last_lr()[0],
                   **{f"train_{k}": v / n for k, v in sums.items()}}
