@@ -32,11 +32,14 @@ BACKBONES = {
     "conformer": lambda _: ("conformer", {"preset": "tiny"}),
     "wav2vec2-scratch": lambda _: ("wav2vec2", {"preset": "tiny"}),
     "wav2vec2-pretrained": lambda d: ("wav2vec2", {"pretrained": str(d), "freeze_feature_encoder": True}),
+    "speech_embedding": lambda _: ("speech_embedding", {"hidden": 16}),
 }
 
 
 @pytest.fixture(params=list(BACKBONES))
 def model(request, pretrained_dir):
+    if request.param == "speech_embedding":
+        pytest.importorskip("openwakeword")  # its feature models are the pretrained weights
     torch.manual_seed(0)
     arch, params = BACKBONES[request.param](pretrained_dir)
     return WakeWordModel(arch, params, FEAT).eval()
@@ -174,3 +177,59 @@ def test_teachers_on_raw_audio_refuse_onnx_export_and_streaming(tmp_path):
         export_onnx(m, tmp_path / "x.onnx")
     with pytest.raises(ValueError, match="streaming needs a log-mel"):
         Detector(m).stream()
+
+
+# ------------------------------------------------------------------ speech-embedding specifics
+def test_speech_embedding_port_equals_openwakewords_onnx_models():
+    """The torch port computes what openWakeWord's own ONNX feature models compute, on the same audio."""
+    pytest.importorskip("openwakeword")
+    from openwakeword.utils import AudioFeatures
+
+    from wakeword.models.speech_embedding import SpeechEmbedding, default_onnx_dir
+
+    port = SpeechEmbedding.from_onnx(default_onnx_dir()).eval()
+    ref = AudioFeatures(inference_framework="onnx")
+    audio = _audio(int(1.5 * FEAT.sample_rate), seed=3)
+    pcm = (audio.numpy() * 32767).astype(np.int16)
+    x = torch.from_numpy(pcm.astype(np.float32) / 32767)[None]
+    with torch.no_grad():
+        mel = port.melspectrogram(x)[0].numpy()
+        emb = port(x)[0].T.numpy()  # (frames, 96)
+    ref_mel, ref_emb = ref._get_melspectrogram(pcm), ref._get_embeddings(pcm)
+    assert mel.shape == ref_mel.shape and emb.shape == ref_emb.shape == (9, 96)
+    assert np.abs(mel - ref_mel).max() < 1e-4
+    assert np.abs(emb - ref_emb).max() < 1e-3 * np.abs(ref_emb).max()
+
+
+def test_speech_embedding_is_frozen_unless_asked_and_rebuilds_without_the_onnx_files(tmp_path):
+    pytest.importorskip("openwakeword")
+    from wakeword.models.speech_embedding import default_onnx_dir
+
+    src = tmp_path / "onnx"
+    src.mkdir()
+    for name in ("melspectrogram.onnx", "embedding_model.onnx"):
+        shutil.copy(default_onnx_dir() / name, src / name)
+    m = WakeWordModel("speech_embedding", {"onnx_dir": str(src), "hidden": 8}, FEAT)
+    assert not any(p.requires_grad for p in m.backbone.embedding.parameters())
+    assert all(p.requires_grad for n, p in m.named_parameters() if "embedding" not in n)
+    assert "onnx_dir" not in m.arch_params  # the checkpoint holds the weights, not a path
+    save_checkpoint(tmp_path / "m.pt", m.eval(), {"train": {}}, metrics={"val_pauc": 0.5})
+    shutil.rmtree(src)
+    again = load_model(tmp_path / "m.pt")
+    a = torch.stack([_audio(FEAT.window_samples, s) for s in range(2)])
+    with torch.no_grad():
+        assert torch.allclose(again(a), m(a), atol=1e-6)
+    tuned = WakeWordModel("speech_embedding", {"hidden": 8, "train_embedding": True}, FEAT)
+    assert all(p.requires_grad for p in tuned.backbone.embedding.parameters())
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"onnx_dir": "/nonexistent"}, "melspectrogram.onnx"),
+    ({"hidden": 0}, "hidden must be"),
+    ({"preset": "small"}, "unknown speech_embedding parameters"),
+])
+def test_speech_embedding_bad_parameters_are_clear(params, message):
+    if "onnx_dir" not in params:
+        pytest.importorskip("openwakeword")
+    with pytest.raises(ValueError, match=message):
+        WakeWordModel("speech_embedding", params, FEAT)

@@ -83,12 +83,14 @@ def cmd_teacher_train(a: argparse.Namespace) -> int:
         _set(d, key, getattr(a, key, None))
     model = dict(d.get("model", {}))
     _set(model, "preset", a.preset)
-    _set(model, "pretrained", a.pretrained)
+    _set(model, "onnx_dir" if a.kind == "speech_embedding" else "pretrained", a.pretrained)
     if a.freeze_feature_encoder:
         model["freeze_feature_encoder"] = True
     _set(model, "freeze_layers", a.freeze_layers)
-    if a.kind != "wav2vec2" and (a.pretrained or a.freeze_feature_encoder or a.freeze_layers):
-        raise SystemExit("error: --pretrained / --freeze-* apply to --kind wav2vec2 only")
+    if a.kind != "wav2vec2" and (a.freeze_feature_encoder or a.freeze_layers):
+        raise SystemExit("error: --freeze-* apply to --kind wav2vec2 only")
+    if a.kind == "conformer" and a.pretrained:
+        raise SystemExit("error: --pretrained applies to --kind wav2vec2 and speech_embedding only")
     d["model"] = model
     summary = fit(teacher_config(a.kind, d), a.data, a.out, resume=not a.no_resume, progress=not a.quiet)
     print(json.dumps(summary, indent=2))
@@ -455,13 +457,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     te = sub.add_parser("teacher", help="teacher models for distillation").add_subparsers(dest="teacher_cmd",
                                                                                           required=True)
-    tt = te.add_parser("train", help="train a Wav2Vec2 or Conformer teacher (resumes a killed run)")
-    tt.add_argument("--kind", required=True, choices=["wav2vec2", "conformer"])
+    tt = te.add_parser("train", help="train a Wav2Vec2, Conformer or speech-embedding teacher (resumes a "
+                       "killed run)")
+    tt.add_argument("--kind", required=True, choices=["wav2vec2", "conformer", "speech_embedding"],
+                    help="speech_embedding: a head on Google's speech embedding (pretrained on real speech, "
+                         "from openWakeWord's feature models), the teacher that generalises to real voices")
     tt.add_argument("--config", help="YAML with a 'train:' section (model: holds teacher parameters)")
     tt.add_argument("--data", required=True)
     tt.add_argument("--out", required=True, help="run folder")
     tt.add_argument("--preset", help="size preset: tiny, small, base")
-    tt.add_argument("--pretrained", help="wav2vec2: a hub name or local folder for from_pretrained")
+    tt.add_argument("--pretrained", help="wav2vec2: a hub name or local folder for from_pretrained; "
+                    "speech_embedding: a folder with melspectrogram.onnx and embedding_model.onnx "
+                    "(default: the installed openwakeword package's)")
     tt.add_argument("--freeze-feature-encoder", action="store_true", help="wav2vec2: do not train the conv encoder")
     tt.add_argument("--freeze-layers", type=int, help="wav2vec2: do not train the lowest N transformer layers")
     tt.add_argument("--epochs", type=int)

@@ -35,10 +35,17 @@ def _wav2vec2(p: dict) -> nn.Module:
     return Wav2Vec2Teacher(p)
 
 
+def _speech_embedding(p: dict) -> nn.Module:
+    from wakeword.models.speech_embedding import SpeechEmbeddingTeacher
+
+    return SpeechEmbeddingTeacher(p)
+
+
 register("mobilenetv3", lambda p: MobileNetV3(StudentConfig.from_dict(p)))
 register("conformer", _conformer)
 register("wav2vec2", _wav2vec2)
-TEACHERS = ("wav2vec2", "conformer")
+register("speech_embedding", _speech_embedding)
+TEACHERS = ("wav2vec2", "conformer", "speech_embedding")
 
 
 def count_params(model: nn.Module) -> int:

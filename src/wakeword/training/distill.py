@@ -388,6 +388,8 @@ class DistillLoss(nn.Module):
 TEACHER_DEFAULTS: dict[str, dict] = {
     "conformer": {"lr": 1e-3, "model": {"preset": "small"}},
     "wav2vec2": {"lr": 5e-4, "model": {"preset": "small"}},
+    # only the head trains (the embedding is frozen): a higher rate
+    "speech_embedding": {"lr": 1e-3, "model": {}},
 }
 
 
