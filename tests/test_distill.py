@@ -280,3 +280,27 @@ def test_experiment_runner_end_to_end(tiny_data, tmp_path):
     assert "kept" in text and "cmd B" in text and "cmd A" not in text and text.count("distill-experiment:start") == 1
     with pytest.raises(ValueError, match="needs teacher_conformer"):
         distill_experiment(DistillExperiment(data_dir=str(tiny_data), variants=("distill_both",)), tmp_path / "e2")
+
+
+def test_speech_embedding_teacher_trains_and_distils_from_the_command_line(tiny_data, tmp_path):
+    """The pretrained-embedding teacher: trained through `teacher train`, then a student distilled from it."""
+    pytest.importorskip("openwakeword")
+    from wakeword.cli import main
+
+    teacher = tmp_path / "se"
+    assert main(["-q", "teacher", "train", "--kind", "speech_embedding", "--data", str(tiny_data),
+                 "--out", str(teacher), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8"]) == 0
+    ckpt = torch.load(teacher / "best.pt", weights_only=False)
+    assert ckpt["arch"] == "speech_embedding" and "val_pauc" in ckpt["metrics"]
+    # Only the head trained: the embedding's weights are the pretrained ones.
+    from wakeword.models.speech_embedding import SpeechEmbedding, default_onnx_dir
+
+    ref = SpeechEmbedding.from_onnx(default_onnx_dir()).state_dict()
+    for k, v in ref.items():
+        assert torch.equal(ckpt["state_dict"][f"backbone.embedding.{k}"], v), k
+    out = tmp_path / "student"
+    assert main(["-q", "distill", "--data", str(tiny_data), "--out", str(out), "--teacher", str(teacher / "best.pt"),
+                 "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8"]) == 0
+    report = json.loads((out / "distill_report.json").read_text())
+    assert [t["arch"] for t in report["teachers"]] == ["speech_embedding"]
+    assert torch.load(out / "best.pt", weights_only=False)["arch"] == "mobilenetv3"

@@ -19,7 +19,9 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 VARIANTS = ("baseline", "teacher_conformer", "teacher_wav2vec2", "distill_both", "distill_conformer",
-            "distill_wav2vec2")
+            "distill_wav2vec2", "teacher_speech_embedding", "distill_speech_embedding")
+BOTH = ("conformer", "wav2vec2")  # the two teachers of distill_both
+DEFAULT_VARIANTS = VARIANTS[:6]  # the speech-embedding teacher needs openWakeWord's feature models: opt in
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,7 @@ class DistillExperiment:
     train: dict = field(default_factory=dict)  # TrainConfig of the students (seed set per run)
     teachers: dict = field(default_factory=dict)  # kind -> TrainConfig overrides of that teacher
     distill: dict = field(default_factory=dict)  # DistillConfig (teachers filled in per run)
-    variants: tuple[str, ...] = VARIANTS
+    variants: tuple[str, ...] = DEFAULT_VARIANTS
     eval_sets: tuple[str, ...] = ()  # evaluation-set YAMLs besides the test split
     fa_per_hour: tuple[float, ...] = (0.5, 1.0)  # operating points of the table
     max_fpr: float = 0.1  # pAUC region
@@ -112,7 +114,6 @@ def plan_distill_experiment(exp: DistillExperiment, out_dir: Path) -> tuple[dict
     data = str(Path(exp.data_dir).resolve())
     runs = {}  # (variant, seed) -> run dir
     phase1, phase2 = [], []
-    teacher_kinds = ("conformer", "wav2vec2")
     for seed in exp.seeds:
         student = {**exp.train, "seed": seed}
         for v in exp.variants:
@@ -129,7 +130,7 @@ def plan_distill_experiment(exp: DistillExperiment, out_dir: Path) -> tuple[dict
         for v in exp.variants:
             if not v.startswith("distill_"):
                 continue
-            used = teacher_kinds if v == "distill_both" else (v.removeprefix("distill_"),)
+            used = BOTH if v == "distill_both" else (v.removeprefix("distill_"),)
             for k in used:
                 if f"teacher_{k}" not in exp.variants:
                     raise ValueError(f"variant {v} needs teacher_{k} in the variants")
@@ -141,8 +142,9 @@ def plan_distill_experiment(exp: DistillExperiment, out_dir: Path) -> tuple[dict
     for job in phase1 + phase2:
         job["eval"] = {"out": str(Path(job["run_dir"]) / "eval"), "data_dir": data,
                        "eval_sets": list(exp.eval_sets), "max_fpr": exp.max_fpr}
-    # Longest first (Wav2Vec2 teachers, then Conformers), so the cheap runs fill the gaps at the end.
-    phase1.sort(key=lambda j: {"wav2vec2": 0, "conformer": 1}.get(j.get("arch", ""), 2))
+    # Longest first (Wav2Vec2 teachers, then speech-embedding, then Conformers), so the cheap runs fill the
+    # gaps at the end.
+    phase1.sort(key=lambda j: {"wav2vec2": 0, "speech_embedding": 1, "conformer": 2}.get(j.get("arch", ""), 3))
     return runs, phase1, phase2
 
 
