@@ -37,9 +37,21 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True) 
     times["data_build_s"] = time.time() - t
     logger.info("data: %d clips from engines %s", data_report["clips"], data_report["engines_used"])
 
-    t = time.time()
     train_cfg = TrainConfig.from_dict(doc.get("train", {}))
-    summary = fit(train_cfg, out / "data", out / "run", progress=progress)
+    if doc.get("distill") and not doc.get("teacher"):
+        raise ValueError("demo config: a 'distill:' section needs a 'teacher:' section (the teacher to train)")
+    teacher_summary = None
+    if doc.get("teacher"):
+        t = time.time()
+        teacher_summary, distill_cfg = _train_teacher(doc, out, progress)
+        times["teacher_s"] = time.time() - t
+    t = time.time()
+    if teacher_summary is None:
+        summary = fit(train_cfg, out / "data", out / "run", progress=progress)
+    else:
+        from wakeword.training.distill import distill
+
+        summary = distill(train_cfg, distill_cfg, out / "data", out / "run", progress=progress)
     times["train_s"] = time.time() - t
 
     t = time.time()
@@ -69,7 +81,9 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True) 
           f"; skipped {data_report['skipped']} ({data_report['skipped_reasons']})",
           f"- best checkpoint: `{summary['best_checkpoint']}` (epoch {summary['best'].get('epoch')}, "
           f"val pAUC {summary['best'].get('val_pauc', float('nan')):.3f})",
-          f"- student: {summary['params']:,} parameters, {summary['macs_per_window'] / 1e6:.2f} M MACs per window",
+          f"- student: {summary['params']:,} parameters, {summary['macs_per_window'] / 1e6:.2f} M MACs per window"
+          + (f"; distilled from a {teacher_summary['arch']} teacher (`{teacher_summary['best_checkpoint']}`, val "
+             f"pAUC {teacher_summary['best'].get('val_pauc', float('nan')):.3f})" if teacher_summary else ""),
           f"- ONNX: `{onnx_path}` ({onnx_path.stat().st_size / 1024:.0f} KiB)",
           f"- plots: `{out / 'eval' / 'det.png'}`, `{out / 'eval' / 'roc.png'}`",
           f"- timings (s): {json.dumps({k: round(v, 1) for k, v in times.items()})}", "", table, ""]
@@ -80,3 +94,33 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True) 
     (out / "timings.json").write_text(json.dumps(times, indent=2))
     print("\n".join(md))
     return report_path
+
+
+# Training keys a teacher shares with the student unless its own section says otherwise: the same data
+# mixture and augmentation, so teacher and student learn from the same windows.
+SHARED_TRAIN_KEYS = ("batch_size", "positive_fraction", "adversarial_fraction", "exclude_kinds", "background_kinds",
+                     "augment", "noise_dirs", "rir_dirs", "seed", "threads", "device")
+
+
+def _train_teacher(doc: dict, out: Path, progress: bool):
+    """The demo's optional ``teacher:`` section: train it, then return (its summary, the DistillConfig).
+
+    ``teacher: {kind, train: {...}, layers: [...]}``; ``distill:`` holds the DistillConfig without teachers.
+    """
+    from wakeword.training.distill import DistillConfig, teacher_config
+    from wakeword.training.fit import fit
+
+    spec = dict(doc["teacher"])
+    unknown = set(spec) - {"kind", "train", "layers", "weight"}
+    if unknown or "kind" not in spec:
+        raise ValueError(f"demo config teacher: needs 'kind' (and optionally train, layers, weight); "
+                         f"unknown keys {sorted(unknown)}")
+    student = doc.get("train", {}) or {}
+    overrides = {k: student[k] for k in SHARED_TRAIN_KEYS if k in student}
+    overrides.update(spec.get("train", {}) or {})
+    summary = fit(teacher_config(spec["kind"], overrides), out / "data", out / "teacher", progress=progress)
+    summary["arch"] = spec["kind"]
+    teacher = {"checkpoint": summary["best_checkpoint"], "layers": list(spec.get("layers", ())),
+               "weight": spec.get("weight", 1.0)}
+    distill_cfg = DistillConfig.from_dict({**(doc.get("distill", {}) or {}), "teachers": [teacher]})
+    return summary, distill_cfg

@@ -1,0 +1,42 @@
+"""The main job end to end on a tiny phrase: data -> teacher -> distilled student -> evaluation -> ONNX."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+
+def test_demo_trains_the_teacher_then_distils_the_student(tmp_path):
+    pytest.importorskip("openwakeword")
+    from wakeword.pipeline import run_demo
+
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("""
+data: {phrase: computer, n_positive: 24, n_adversarial: 12, n_speech: 8, n_noise: 4, n_babble: 2, n_words: 0,
+       engines: [espeak-ng]}
+train: {epochs: 1, steps_per_epoch: 2, batch_size: 8, model: {width: 0.5}, augment: {phone_prob: 0.5}}
+teacher: {kind: speech_embedding, train: {steps_per_epoch: 3, model: {hidden: 16}}, layers: [0, 1]}
+distill: {student_stages: [2, 3], temperature: {policy: cosine, start: 4.0, end: 1.0}}
+eval: {sets: []}
+""")
+    report = run_demo(cfg, tmp_path / "out", progress=False)
+    text = report.read_text()
+    assert "distilled from a speech_embedding teacher" in text
+    teacher = torch.load(tmp_path / "out" / "teacher" / "best.pt", weights_only=False)
+    # The teacher inherits the student's data mixture and augmentation, with its own overrides on top.
+    assert teacher["arch"] == "speech_embedding" and teacher["config"]["train"]["augment"] == {"phone_prob": 0.5}
+    assert teacher["config"]["train"]["steps_per_epoch"] == 3
+    dist = json.loads((tmp_path / "out" / "run" / "distill_report.json").read_text())
+    assert [t["layers"] for t in dist["teachers"]] == [[0, 1]]
+    assert (tmp_path / "out" / "export" / "model.onnx").is_file()
+    assert "teacher_s" in json.loads((tmp_path / "out" / "timings.json").read_text())
+
+
+def test_demo_refuses_a_distill_section_without_a_teacher(tmp_path):
+    from wakeword.pipeline import run_demo
+
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("data: {phrase: computer}\ndistill: {kd_weight: 1.0}\n")
+    with pytest.raises(ValueError, match="needs a 'teacher:' section"):
+        run_demo(cfg, tmp_path / "out", progress=False)
