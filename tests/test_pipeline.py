@@ -40,3 +40,24 @@ def test_demo_refuses_a_distill_section_without_a_teacher(tmp_path):
     cfg.write_text("data: {phrase: computer}\ndistill: {kd_weight: 1.0}\n")
     with pytest.raises(ValueError, match="needs a 'teacher:' section"):
         run_demo(cfg, tmp_path / "out", progress=False)
+
+
+def test_the_shipped_demo_configs_are_valid():
+    """configs/demo.yaml and configs/demo_distilled.yaml parse into the configs the demo builds."""
+    from pathlib import Path
+
+    import yaml
+
+    from wakeword.dataset.build import DataConfig
+    from wakeword.training.distill import DistillConfig, teacher_config
+    from wakeword.training.fit import TrainConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("demo.yaml", "demo_distilled.yaml"):
+        doc = yaml.safe_load((root / name).read_text())
+        DataConfig.from_dict(doc["data"])
+        TrainConfig.from_dict(doc["train"])
+    doc = yaml.safe_load((root / "demo_distilled.yaml").read_text())
+    assert teacher_config(doc["teacher"]["kind"], doc["teacher"]["train"]).arch == "speech_embedding"
+    cfg = DistillConfig.from_dict({**doc["distill"], "teachers": [{"checkpoint": "t.pt", "layers": doc["teacher"]["layers"]}]})
+    assert cfg.student_stages == (2, 3)
