@@ -233,3 +233,9 @@ def test_speech_embedding_bad_parameters_are_clear(params, message):
         pytest.importorskip("openwakeword")
     with pytest.raises(ValueError, match=message):
         WakeWordModel("speech_embedding", params, FEAT)
+
+
+def test_speech_embedding_refuses_a_front_end_at_another_sample_rate():
+    pytest.importorskip("openwakeword")
+    with pytest.raises(ValueError, match="works at 16000 Hz only"):
+        WakeWordModel("speech_embedding", {"hidden": 8}, FeatureConfig(sample_rate=8000))

@@ -30,6 +30,10 @@ class WakeWordModel(nn.Module):
         super().__init__()
         self.arch, self.feat = arch, feat
         self.backbone = build_model(arch, {**arch_params, "n_mels": feat.n_mels})
+        # A pretrained backbone may only work at the rate it was trained at (it declares it).
+        rate = getattr(self.backbone, "sample_rate", None)
+        if rate is not None and rate != feat.sample_rate:
+            raise ValueError(f"{arch} works at {rate} Hz only; the front end is set to {feat.sample_rate} Hz")
         # Builders may resolve parameters (a pretrained folder -> its config): store what rebuilds this net.
         resolved = getattr(self.backbone, "resolved_params", None)
         self.arch_params = dict(resolved) if resolved is not None else dict(arch_params)

@@ -181,6 +181,7 @@ class SpeechEmbeddingTeacher(nn.Module):
     """
 
     input_kind = "audio"
+    sample_rate = SAMPLE_RATE  # the embedding was trained at 16 kHz; WakeWordModel refuses other front ends
 
     def __init__(self, params: dict):
         super().__init__()
