@@ -3,9 +3,9 @@
     python examples/onnx_stream.py model.stream.onnx recording.wav [--threshold 0.5]
     python examples/onnx_stream.py model.stream.onnx --mic          # needs `pip install sounddevice`
 
-No torch and no wakeword package: the log-mel front end is inside the graph. The host only keeps
-the two state tensors and feeds one hop of 16 kHz float32 audio per call; the contract (chunk
-size, cache sizes, warm-up calls) is read from the model's metadata.
+No torch and no wakeword package: the front end is inside the graph. The host only keeps the state
+tensors (a sample cache plus the caches the contract lists) and feeds one hop of 16 kHz float32 audio
+per call; the contract (chunk size, cache shapes, warm-up calls) is read from the model's metadata.
 """
 import argparse
 import json
@@ -26,7 +26,8 @@ class Streamer:
         self.c = json.loads(meta["stream"])
         self.pending = np.zeros(0, np.float32)
         self.samples = None
-        self.feats = np.zeros((1, self.c["n_mels"], self.c["feature_cache_frames"]), np.float32)
+        shapes = self.c.get("caches") or {"feature_cache": [1, self.c["n_mels"], self.c["feature_cache_frames"]]}
+        self.caches = {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
         self.calls = 0
 
     def feed(self, chunk: np.ndarray) -> list[float]:
@@ -39,8 +40,9 @@ class Streamer:
         n = self.c["chunk"]
         while len(self.pending) >= n:
             audio, self.pending = self.pending[None, :n], self.pending[n:]
-            score, self.samples, self.feats = self.sess.run(
-                None, {"audio": audio, "sample_cache": self.samples, "feature_cache": self.feats})
+            score, self.samples, *caches = self.sess.run(
+                None, {"audio": audio, "sample_cache": self.samples, **self.caches})
+            self.caches = dict(zip(self.caches, caches))
             self.calls += 1
             if self.calls > self.c["warmup_calls"]:
                 scores.append(float(score[0]))

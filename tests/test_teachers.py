@@ -239,3 +239,75 @@ def test_speech_embedding_refuses_a_front_end_at_another_sample_rate():
     pytest.importorskip("openwakeword")
     with pytest.raises(ValueError, match="works at 16000 Hz only"):
         WakeWordModel("speech_embedding", {"hidden": 8}, FeatureConfig(sample_rate=8000))
+
+
+def test_speech_embedding_exports_window_and_streaming_onnx_that_equal_torch(tmp_path):
+    """The speech-embedding detector ships like a student: a window graph and a streaming graph (one
+    embedding per 80 ms call, as openWakeWord runs it) whose scores equal the checkpoint's on a track."""
+    pytest.importorskip("openwakeword")
+    import subprocess
+    import sys
+
+    import soundfile as sf
+    from conftest import REPO
+
+    from wakeword.export import OnnxDetector, OnnxStreamer, export_onnx, export_streaming_onnx, model_stream_contract
+    from wakeword.inference import Detector
+
+    torch.manual_seed(0)
+    m = WakeWordModel("speech_embedding", {"hidden": 16}, FEAT).eval()
+    audio = _audio(3 * FEAT.sample_rate + 555, seed=5).numpy()
+    ref, _ = Detector(m).score_track(audio)
+    window = OnnxDetector(export_onnx(m, tmp_path / "se.onnx"))
+    got, _ = window.score_track(audio)
+    assert len(got) == len(ref) and np.abs(got - ref).max() < 1e-4
+    path = export_streaming_onnx(m, tmp_path / "se.stream.onnx")
+    c = model_stream_contract(m)
+    assert set(c["caches"]) == {"feature_cache", "embedding_cache"} and c["chunk"] == 1280
+    st = OnnxStreamer(path)
+    online = np.concatenate([st.feed(audio[i:i + 1000]) for i in range(0, len(audio), 1000)])
+    n = len(ref) - c["first_window"]
+    assert len(online) >= n > 0
+    assert np.abs(online[:n] - ref[c["first_window"]:]).max() < 1e-4
+    wav = tmp_path / "x.wav"
+    sf.write(wav, audio, FEAT.sample_rate)
+    out = subprocess.run([sys.executable, str(REPO / "examples" / "onnx_stream.py"), str(path), str(wav),
+                          "--threshold", str(float(np.median(online)))], capture_output=True, text=True)
+    assert out.returncode == 0 and "wake word at" in out.stdout, out.stderr
+
+
+def test_speech_embedding_embeddings_depend_only_on_their_own_audio():
+    """The 80 dB floor is per embedding: a loud sound elsewhere in the track leaves an embedding unchanged."""
+    pytest.importorskip("openwakeword")
+    from wakeword.models.speech_embedding import SpeechEmbedding, default_onnx_dir
+
+    emb = SpeechEmbedding.from_onnx(default_onnx_dir()).eval()
+    quiet = 1e-4 * _audio(2 * FEAT.sample_rate, seed=7)
+    loud = quiet.clone()
+    loud[-400:] += 0.9  # only the last embedding covers those samples (mel frames 195-196)
+    with torch.no_grad():
+        a, b = emb(quiet[None])[0], emb(loud[None])[0]
+    assert torch.allclose(a[:, :-1], b[:, :-1], atol=1e-5)
+    assert not torch.allclose(a[:, -1], b[:, -1], atol=1e-3)
+
+
+def test_frozen_speech_embedding_runs_through_onnxruntime_with_the_same_numbers():
+    """A frozen embedding computes on onnxruntime (faster); it must equal the torch network, and a trainable
+    one (weights that change) must stay in torch."""
+    pytest.importorskip("openwakeword")
+    from wakeword.models.speech_embedding import _ORT_SESSIONS, SpeechEmbedding, default_onnx_dir
+
+    emb = SpeechEmbedding.from_onnx(default_onnx_dir()).eval()
+    frames = emb.melspectrogram(_audio(FEAT.sample_rate, seed=2)[None], floor=False).unfold(1, 76, 8)
+    frames = frames.transpose(2, 3).reshape(-1, 76, 32)
+    with torch.no_grad():
+        ref = emb._embed_torch(frames)
+        assert emb._ort_embed(frames) is None and emb not in _ORT_SESSIONS  # trainable weights: torch only
+        emb.requires_grad_(False)
+        fast = emb.embed_frames(frames)
+    assert emb in _ORT_SESSIONS
+    assert torch.allclose(fast, ref, atol=1e-4 * float(ref.abs().max()))
+    emb.load_state_dict({k: v * 0.5 if k.startswith("net.0") else v for k, v in emb.state_dict().items()})
+    assert emb not in _ORT_SESSIONS  # new weights drop the snapshot
+    with torch.no_grad():
+        assert torch.allclose(emb.embed_frames(frames), emb._embed_torch(frames), atol=1e-4 * float(ref.abs().max()))

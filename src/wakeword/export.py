@@ -127,9 +127,9 @@ def _finish(path: Path, model: WakeWordModel, fmt: str, metadata: dict | None) -
 def export_onnx(model: WakeWordModel, path: str | Path, metadata: dict | None = None, opset: int = 18) -> Path:
     """Write the window scorer as ONNX; returns the path."""
 
-    if model.input_kind != "mel":
-        raise ValueError(f"ONNX export is for log-mel detectors; '{model.arch}' is a teacher on raw audio "
-                         "(distil a student from it instead)")
+    if model.input_kind != "mel" and not hasattr(model.backbone, "stream_step"):
+        raise ValueError(f"ONNX export is for log-mel detectors and the speech_embedding model; '{model.arch}' "
+                         "is a teacher on raw audio (distil a student from it instead)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = fuse_batchnorm(model.cpu())
@@ -223,6 +223,7 @@ def quantize_int8(float_path: str | Path, out_path: str | Path, calibration, fmt
 
     fmt: "qoperator" (QLinearConv nodes: smaller file) or "qdq" (Quantize/DequantizeLinear pairs around
     float ops). keep_ends_float: leave the first and the last conv / linear layer in float.
+    Raw-audio models (speech_embedding): their STFT and other 1-D convolutions stay float as well.
     """
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -246,10 +247,14 @@ def quantize_int8(float_path: str | Path, out_path: str | Path, calibration, fmt
     if fmt not in ("qoperator", "qdq"):
         raise ValueError(f"unknown INT8 format '{fmt}': qoperator or qdq")
     out_path = Path(out_path)
-    nodes = onnx.load(str(float_path)).graph.node
-    exclude = [n.name for n in nodes if "frontend" in n.name]
+    graph = onnx.load(str(float_path)).graph
+    nodes = graph.node
+    # 1-D convolutions stay float too: the speech-embedding model's STFT kernels (its front end, named after
+    # its backbone) and its head's first layer (small, and it reads the unnormalised embeddings)
+    conv1d = {i.name for i in graph.initializer if len(i.dims) == 3}
+    exclude = [n.name for n in nodes if "frontend" in n.name or (n.op_type == "Conv" and n.input[1] in conv1d)]
     if keep_ends_float:  # the first conv (sees raw log-mel) and the classifier (sets the score scale)
-        net = [n.name for n in nodes if n.op_type in ("Conv", "Gemm") and "frontend" not in n.name]
+        net = [n.name for n in nodes if n.op_type in ("Conv", "Gemm") and n.name not in exclude]
         exclude += net[:1] + net[-1:]
     qoperator = fmt == "qoperator"
     quantize_static(str(float_path), str(out_path), _Reader(),
@@ -382,7 +387,7 @@ def export_model(checkpoint: str | Path, out: str | Path, int8: bool = False, da
     if streaming:
         sp = export_streaming_onnx(model, out.with_name(out.stem + ".stream.onnx"), metadata=meta)
         report["streaming"] = {"path": str(sp), "kib": round(sp.stat().st_size / 1024, 1),
-                               "contract": stream_contract(model.feat)}
+                               "contract": model_stream_contract(model)}
     if not int8:
         (out.with_name(out.stem + ".export_report.json")).write_text(json.dumps(report, indent=2))
         return report
@@ -545,7 +550,17 @@ def stream_contract(feat: FeatureConfig) -> dict:
     stride = max(d for d in range(1, feat.score_stride + 1) if w % d == 0)
     return {"sample_cache": feat.n_fft - feat.hop_length, "feature_cache_frames": w - stride,
             "chunk": stride * feat.hop_length, "stride": stride, "warmup_calls": w // stride - 1,
+            "caches": {"feature_cache": [1, feat.n_mels, w - stride]},
             "n_mels": feat.n_mels, "sample_rate": feat.sample_rate}
+
+
+def model_stream_contract(model: WakeWordModel) -> dict:
+    """The streaming contract of ``model``'s export: the log-mel one, or the backbone's own (raw-audio models)."""
+    if model.input_kind == "mel":
+        return stream_contract(model.feat)
+    if not hasattr(model.backbone, "stream_step"):
+        raise ValueError(f"'{model.arch}' reads raw audio and has no streaming graph")
+    return model.backbone.stream_step()[1]
 
 
 def export_streaming_onnx(model: WakeWordModel, path: str | Path, metadata: dict | None = None,
@@ -555,15 +570,20 @@ def export_streaming_onnx(model: WakeWordModel, path: str | Path, metadata: dict
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = fuse_batchnorm(model.cpu())
-    c = stream_contract(model.feat)
-    ex = (torch.zeros(1, c["chunk"]), torch.zeros(1, c["sample_cache"]),
-          torch.zeros(1, c["n_mels"], c["feature_cache_frames"]))
+    if model.input_kind == "mel":
+        c = stream_contract(model.feat)
+        step: nn.Module = _StreamStep(model, c["stride"])
+        ex = (torch.zeros(1, c["chunk"]), torch.zeros(1, c["sample_cache"]),
+              *(torch.zeros(*shape) for shape in c["caches"].values()))
+    else:
+        model_stream_contract(model)  # a clear error for raw-audio models without a streaming graph
+        step, c, ex = model.backbone.stream_step()
+    names = list(c["caches"])
     model.frontend.dft_in_graph = True
     try:
-        torch.onnx.export(_StreamStep(model, c["stride"]).eval(), ex, str(path),
-                          input_names=["audio", "sample_cache", "feature_cache"],
-                          output_names=["score", "new_sample_cache", "new_feature_cache"], opset_version=opset,
-                          dynamo=False)
+        torch.onnx.export(step.eval(), ex, str(path), input_names=["audio", "sample_cache", *names],
+                          output_names=["score", "new_sample_cache", *(f"new_{n}" for n in names)],
+                          opset_version=opset, dynamo=False)
     finally:
         model.frontend.dft_in_graph = False
     _finish(path, model, ONNX_FORMAT + "-streaming", {**(metadata or {}), "stream": c})
@@ -589,7 +609,9 @@ class OnnxStreamer:
     def reset(self) -> None:
         self._pending = np.zeros(0, np.float32)
         self._samples: np.ndarray | None = None
-        self._feats = np.zeros((1, self.c["n_mels"], self.c["feature_cache_frames"]), np.float32)
+        # exports before the contract listed its caches have the one log-mel feature cache
+        shapes = self.c.get("caches") or {"feature_cache": [1, self.c["n_mels"], self.c["feature_cache_frames"]]}
+        self._caches = {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
         self._calls = 0
 
     def feed(self, chunk: np.ndarray) -> np.ndarray:
@@ -604,10 +626,11 @@ class OnnxStreamer:
         n = self.c["chunk"]
         while len(self._pending) >= n:
             audio, self._pending = self._pending[None, :n], self._pending[n:]
-            feed = {"audio": audio, "sample_cache": self._samples, "feature_cache": self._feats}
+            feed = {"audio": audio, "sample_cache": self._samples, **self._caches}
             if self.record is not None:
                 self.record.append(feed)
-            score, self._samples, self._feats = self.session.run(None, feed)
+            score, self._samples, *caches = self.session.run(None, feed)
+            self._caches = dict(zip(self._caches, caches))
             self._calls += 1
             if self._calls > self.c["warmup_calls"]:
                 out.append(float(score[0]))
