@@ -251,7 +251,13 @@ def test_speech_embedding_exports_window_and_streaming_onnx_that_equal_torch(tmp
     import soundfile as sf
     from conftest import REPO
 
-    from wakeword.export import OnnxDetector, OnnxStreamer, export_onnx, export_streaming_onnx, model_stream_contract
+    from wakeword.export import (
+        OnnxDetector,
+        OnnxStreamer,
+        export_onnx,
+        export_streaming_onnx,
+        model_stream_contract,
+    )
     from wakeword.inference import Detector
 
     torch.manual_seed(0)
