@@ -33,6 +33,30 @@ eval: {sets: []}
     assert "teacher_s" in json.loads((tmp_path / "out" / "timings.json").read_text())
 
 
+def test_demo_with_the_speech_embedding_detector_exports_window_and_streaming_graphs(tmp_path):
+    pytest.importorskip("openwakeword")
+    import numpy as np
+
+    from wakeword.export import OnnxDetector, OnnxStreamer
+    from wakeword.pipeline import run_demo
+
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("""
+data: {phrase: computer, n_positive: 16, n_adversarial: 8, n_speech: 8, n_noise: 4, n_babble: 2, n_words: 0,
+       engines: [espeak-ng]}
+train: {arch: speech_embedding, lr: 0.001, epochs: 1, steps_per_epoch: 2, batch_size: 8, model: {hidden: 8}}
+eval: {sets: []}
+""")
+    text = run_demo(cfg, tmp_path / "out", progress=False).read_text()
+    assert "model: speech_embedding" in text
+    export = tmp_path / "out" / "export"
+    window = OnnxDetector(export / "model.onnx")
+    assert json.loads(window.metadata["phrase"]) == "computer"
+    audio = np.random.default_rng(0).normal(0, 0.05, 3 * 16000).astype(np.float32)
+    scores = OnnxStreamer(export / "model.stream.onnx").feed(audio)
+    assert len(scores) > 0 and np.all((scores >= 0) & (scores <= 1))
+
+
 def test_demo_refuses_a_distill_section_without_a_teacher(tmp_path):
     from wakeword.pipeline import run_demo
 

@@ -1,4 +1,4 @@
-"""The main job: typed phrase -> data -> trained student -> evaluation -> ONNX export.
+"""The main job: typed phrase -> data -> trained detector -> evaluation -> ONNX export (window and streaming).
 
 Only orchestration: each step is the same library call its CLI subcommand makes.
 """
@@ -19,7 +19,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 def run_demo(config: str | Path | None, out: str | Path, progress: bool = True) -> Path:
     from wakeword.dataset.build import DataConfig, build
     from wakeword.evaluation.evaluate import EvalSet, evaluate, markdown_table
-    from wakeword.export import OnnxDetector, export_onnx
+    from wakeword.export import OnnxDetector, OnnxStreamer, export_onnx, export_streaming_onnx
     from wakeword.inference import Detector
     from wakeword.training.fit import TrainConfig, fit
 
@@ -71,8 +71,11 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True) 
     times["eval_s"] = time.time() - t
 
     t = time.time()
-    onnx_path = export_onnx(det.model, out / "export" / "model.onnx", metadata={"metrics": summary["best"]})
+    meta = {"metrics": summary["best"], "threshold": det.metadata.get("threshold"), "phrase": data_cfg.phrase}
+    onnx_path = export_onnx(det.model, out / "export" / "model.onnx", metadata=meta)
     OnnxDetector(onnx_path)  # fails loudly if the export cannot be loaded back
+    stream_path = export_streaming_onnx(det.model, out / "export" / "model.stream.onnx", metadata=meta)
+    OnnxStreamer(stream_path)
     times["export_s"] = time.time() - t
 
     table = markdown_table(report)
@@ -81,10 +84,12 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True) 
           f"; skipped {data_report['skipped']} ({data_report['skipped_reasons']})",
           f"- best checkpoint: `{summary['best_checkpoint']}` (epoch {summary['best'].get('epoch')}, "
           f"val pAUC {summary['best'].get('val_pauc', float('nan')):.3f})",
-          f"- student: {summary['params']:,} parameters, {summary['macs_per_window'] / 1e6:.2f} M MACs per window"
+          f"- model: {train_cfg.arch}, {summary['params']:,} parameters, {summary['macs_per_window'] / 1e6:.2f} M "
+          "MACs per window"
           + (f"; distilled from a {teacher_summary['arch']} teacher (`{teacher_summary['best_checkpoint']}`, val "
              f"pAUC {teacher_summary['best'].get('val_pauc', float('nan')):.3f})" if teacher_summary else ""),
-          f"- ONNX: `{onnx_path}` ({onnx_path.stat().st_size / 1024:.0f} KiB)",
+          f"- ONNX: `{onnx_path}` ({onnx_path.stat().st_size / 1024:.0f} KiB); streaming: `{stream_path}` "
+          "(`python examples/onnx_stream.py` runs it on a WAV file or a microphone)",
           f"- plots: `{out / 'eval' / 'det.png'}`, `{out / 'eval' / 'roc.png'}`",
           f"- timings (s): {json.dumps({k: round(v, 1) for k, v in times.items()})}", "", table, ""]
     if skipped_sets:
