@@ -20,6 +20,35 @@ def test_fit_writes_metrics_and_checkpoints(tiny_run):
     assert (tiny_run / "tb").is_dir() and json.loads((tiny_run / "config.json").read_text())["train"]["epochs"] == 2
 
 
+def test_best_checkpoint_carries_the_threshold_no_validation_negative_reaches(tiny_run, tiny_data):
+    import numpy as np
+
+    from wakeword.dataset.manifest import read_manifest, select
+    from wakeword.dataset.torch_data import load_clips
+    from wakeword.inference import Detector
+    from wakeword.training.checkpoint import model_from_checkpoint
+    from wakeword.training.fit import score_clips
+
+    best = load_checkpoint(tiny_run / "best.pt")
+    t = best["threshold"]
+    assert t == best["metrics"]["val_threshold"] and Detector.load(tiny_run / "best.pt").default_threshold == t
+    rows = select(read_manifest(tiny_data), "val")
+    scores = np.float32(score_clips(model_from_checkpoint(best), load_clips(rows, tiny_data)))
+    labels = np.array([r.label for r in rows])
+    assert scores[labels == 0].max() < t <= np.nextafter(scores[labels == 0].max(), np.float32(2))
+    assert best["metrics"]["val_frr_at_threshold"] == np.mean(scores[labels == 1] < t)
+
+
+def test_calibrated_threshold_edge_cases():
+    import numpy as np
+
+    from wakeword.training.fit import calibrated_threshold
+
+    assert calibrated_threshold(np.array([1, 1]), np.array([0.2, 0.9])) == {}  # no negatives: keep the default
+    out = calibrated_threshold(np.array([0, 1, 1]), np.array([1.0, 0.9, 1.0]))
+    assert out["val_threshold"] == 1.0 and out["val_frr_at_threshold"] == 0.5  # capped at 1
+
+
 def test_resume_after_kill_matches_uninterrupted_run(tiny_data, tmp_path):
     cfg = TrainConfig(epochs=3, steps_per_epoch=3, batch_size=8, model={"width": 0.5}, seed=3)
     ref = tmp_path / "ref"

@@ -312,7 +312,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from wakeword.inference import Detector
 
     det = Detector.load(a.model)
-    report = evaluate(det, _eval_sets(a), a.out, max_fpr=a.max_fpr, threshold=a.threshold, progress=not a.quiet)
+    threshold = det.default_threshold if a.threshold is None else a.threshold
+    report = evaluate(det, _eval_sets(a), a.out, max_fpr=a.max_fpr, threshold=threshold, progress=not a.quiet)
     print(markdown_table(report))
     print(f"report: {Path(a.out) / 'report.json'}  plots: {Path(a.out) / 'det.png'}, {Path(a.out) / 'roc.png'}")
     return 0
@@ -372,6 +373,7 @@ def cmd_score(a: argparse.Namespace) -> int:
 
         def score(audio):
             return onnx_det.score_track(audio)[0]
+        default_threshold = onnx_det.default_threshold
     else:
         from wakeword.inference import Detector
 
@@ -380,6 +382,8 @@ def cmd_score(a: argparse.Namespace) -> int:
 
         def score(audio):
             return det.score_track(audio)[0]
+        default_threshold = det.default_threshold
+    threshold = default_threshold if a.threshold is None else a.threshold
 
     results, failed = [], 0
     for f in a.files:
@@ -390,7 +394,7 @@ def cmd_score(a: argparse.Namespace) -> int:
             failed += 1
             continue
         s = score(audio)
-        times = detect_events(s, a.threshold, hop, a.refractory)
+        times = detect_events(s, threshold, hop, a.refractory)
         results.append({"file": f, "max_score": round(float(s.max()), 4),
                         "events_s": [round(float(t) + window_s, 2) for t in times]})
     if a.json:
@@ -598,7 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--positives", action="append", help="folder of positive clips")
     e.add_argument("--negatives", action="append", help="folder of negative clips / long recordings")
     e.add_argument("--max-fpr", type=float, default=0.1)
-    e.add_argument("--threshold", type=float, default=0.5)
+    e.add_argument("--threshold", type=float, default=None,
+                   help="for the FA/h and FRR at a fixed threshold (default: the model's own, else 0.5)")
     e.add_argument("--out", required=True)
     e.set_defaults(func=cmd_eval)
 
@@ -640,7 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("score", help="score audio files (any rate / channels)")
     s.add_argument("--model", required=True, help=".pt checkpoint or .onnx export")
     s.add_argument("files", nargs="+")
-    s.add_argument("--threshold", type=float, default=0.5)
+    s.add_argument("--threshold", type=float, default=None,
+                   help="default: the model's own (calibrated on its validation split when trained), else 0.5")
     s.add_argument("--refractory", type=float, default=1.0, help="seconds")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_score)

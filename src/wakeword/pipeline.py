@@ -66,7 +66,8 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True) 
             skipped_sets.append(str(exc))
             logger.warning("skipping evaluation set: %s", exc)
     det = Detector.load(summary["best_checkpoint"])
-    report = evaluate(det, sets, out / "eval", max_fpr=ev.get("max_fpr", 0.1), threshold=ev.get("threshold", 0.5),
+    threshold = ev.get("threshold") if ev.get("threshold") is not None else det.default_threshold
+    report = evaluate(det, sets, out / "eval", max_fpr=ev.get("max_fpr", 0.1), threshold=threshold,
                       progress=progress)
     times["eval_s"] = time.time() - t
 
@@ -88,6 +89,8 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True) 
           "MACs per window"
           + (f"; distilled from a {teacher_summary['arch']} teacher (`{teacher_summary['best_checkpoint']}`, val "
              f"pAUC {teacher_summary['best'].get('val_pauc', float('nan')):.3f})" if teacher_summary else ""),
+          f"- default threshold: {det.default_threshold:.4f} (the lowest no validation negative reaches; it misses "
+          f"{summary['best'].get('val_frr_at_threshold', float('nan')):.1%} of validation positives)",
           f"- ONNX: `{onnx_path}` ({onnx_path.stat().st_size / 1024:.0f} KiB); streaming: `{stream_path}` "
           "(`python examples/onnx_stream.py` runs it on a WAV file or a microphone)",
           f"- plots: `{out / 'eval' / 'det.png'}`, `{out / 'eval' / 'roc.png'}`",

@@ -153,10 +153,27 @@ def score_clips(model: WakeWordModel, clips: list[np.ndarray], device: torch.dev
 def validate(model: WakeWordModel, rows: list[ClipRow], clips: list[np.ndarray], max_fpr: float,
              device: torch.device | str = "cpu") -> dict[str, float]:
     labels = np.array([r.label for r in rows])
-    scores = score_clips(model, clips, device)
+    scores = np.asarray(score_clips(model, clips, device), np.float64)
     p = pauc(labels, scores, max_fpr)
     e, _ = eer(labels, scores)
-    return {"val_pauc": p.normalised, "val_pauc_mcclish": p.mcclish, "val_eer": e}
+    out = {"val_pauc": p.normalised, "val_pauc_mcclish": p.mcclish, "val_eer": e}
+    out.update(calibrated_threshold(labels, scores))
+    return out
+
+
+def calibrated_threshold(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """The default detection threshold a checkpoint carries: the lowest at which no validation negative clip
+    fires (its highest score, nudged up), and the share of validation positives it misses.
+
+    Why: a fixed 0.5 means very different false-alarm rates for different models (on the real development
+    stream, 150-230 per hour for the models of docs/RESULTS.md); this puts every model at the high-precision
+    end its own held-out data supports. It uses the validation split only, never evaluation audio.
+    """
+    neg, pos = scores[labels == 0], scores[labels == 1]
+    if len(neg) == 0:
+        return {}
+    t = float(min(1.0, np.nextafter(np.float32(neg.max()), np.float32(2.0))))
+    return {"val_threshold": t, "val_frr_at_threshold": float(np.mean(pos < t)) if len(pos) else float("nan")}
 
 
 def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: bool = True, progress: bool = True,
@@ -331,7 +348,8 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
                     record["val_pauc"], record["val_eer"], record["seconds"])
         if record["val_pauc"] > best:
             best = record["val_pauc"]
-            save_checkpoint(run_dir / "best.pt", plain(model).cpu(), resolved, metrics=record)
+            save_checkpoint(run_dir / "best.pt", plain(model).cpu(), resolved, metrics=record,
+                            extra={"threshold": record.get("val_threshold")})
             model.to(device)
         save_checkpoint(last_path, plain(model).cpu(), resolved, metrics=record, extra={
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "best": best,
