@@ -37,10 +37,12 @@ base = hwm()
 so = ort.SessionOptions(); so.intra_op_num_threads = 1; so.inter_op_num_threads = 1
 s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 c = json.loads(s.get_modelmeta().custom_metadata_map["stream"])
-samples = np.array(audio[None, :c["sample_cache"]]); feats = np.zeros((1, c["n_mels"], c["feature_cache_frames"]), np.float32)
+samples = np.array(audio[None, :c["sample_cache"]])
+caches = {k: np.zeros(v, np.float32) for k, v in (c.get("caches") or {"feature_cache": [1, c["n_mels"], c["feature_cache_frames"]]}).items()}
 n = c["chunk"]
 for i in range(c["sample_cache"], len(audio) - n + 1, n):
-    _, samples, feats = s.run(None, {"audio": np.array(audio[None, i:i + n]), "sample_cache": samples, "feature_cache": feats})
+    _, samples, *new = s.run(None, {"audio": np.array(audio[None, i:i + n]), "sample_cache": samples, **caches})
+    caches = dict(zip(caches, new))
 print(json.dumps({"peak_rss_mb": hwm(), "import_rss_mb": base}))
 """
 
@@ -87,14 +89,14 @@ def hop_latencies(path: str, audio: np.ndarray) -> tuple[np.ndarray, float]:
     st = OnnxStreamer(path, threads=1)
     c = st.c
     samples = audio[None, : c["sample_cache"]]
-    feats = np.zeros((1, c["n_mels"], c["feature_cache_frames"]), np.float32)
+    caches = st.initial_caches()
     n = c["chunk"]
     times = []
     cpu0 = time.process_time()
     for i in range(c["sample_cache"], len(audio) - n + 1, n):
         t = time.perf_counter()
-        _, samples, feats = st.session.run(None, {"audio": audio[None, i:i + n], "sample_cache": samples,
-                                                  "feature_cache": feats})
+        _, samples, *new = st.session.run(None, {"audio": audio[None, i:i + n], "sample_cache": samples, **caches})
+        caches = dict(zip(caches, new))
         times.append(time.perf_counter() - t)
     cpu = time.process_time() - cpu0
     return np.array(times) * 1000, cpu / (len(audio) / 16000) * 3600
@@ -117,7 +119,7 @@ def main() -> None:
         export_onnx,
         export_streaming_onnx,
         quantize_int8,
-        stream_contract,
+        model_stream_contract,
         streaming_calibration_feeds,
     )
     from wakeword.models.registry import count_macs
@@ -137,9 +139,12 @@ def main() -> None:
         files["window_int8"] = quantize_int8(files["window_float"], t / "m.int8.onnx", cal)
         files["stream_int8"] = quantize_int8(files["stream_float"], t / "m.stream.int8.onnx",
                                              streaming_calibration_feeds(files["stream_float"], cal))
-        c = stream_contract(model.feat)
+        c = model_stream_contract(model)
         with torch.no_grad():
             macs = count_macs(model.backbone, model.frontend(torch.zeros(1, model.feat.window_samples)))
+            # per streaming call: the whole network on a window (log-mel students), or one new embedding
+            # and the head (speech_embedding: the other two embeddings come from its cache)
+            macs_hop = macs if model.input_kind == "mel" else count_macs(*model.backbone.stream_step()[::2])
         params = sum(p.numel() for p in model.backbone.parameters())
         res["parameters"] = params
         res["stream_hop_s"] = c["chunk"] / 16000
@@ -154,7 +159,8 @@ def main() -> None:
                       "rtf": float(np.median(lat)) / 1000 / res["stream_hop_s"], "cpu_s_per_audio_hour": cpu_h,
                       **json.loads(proc.stdout)}
         res["macs_per_window"] = int(macs)
-        res["macs_per_audio_second"] = int(macs / res["stream_hop_s"])
+        res["macs_per_hop"] = int(macs_hop)
+        res["macs_per_audio_second"] = int(macs_hop / res["stream_hop_s"])
     res["openwakeword"] = {}
     for name in a.oww:
         det = OpenWakeWordDetector(name, name)
@@ -182,8 +188,10 @@ def markdown(r: dict) -> str:
     f, q = r["stream_float"], r["stream_int8"]
     lines = ["| what | float | INT8 |", "|---|---|---|",
              f"| parameters | {r['parameters']:,} | same |",
-             f"| network multiply-accumulates (front end not counted) per window / per second of audio (one window per {r['stream_hop_s'] * 1000:.0f} ms hop) "
-             f"| {r['macs_per_window'] / 1e6:.2f} M / {r['macs_per_audio_second'] / 1e6:.1f} M | same |",
+             f"| network multiply-accumulates (front end not counted) per window / per streaming call / per second "
+             f"of audio (one call per {r['stream_hop_s'] * 1000:.0f} ms hop) "
+             f"| {r['macs_per_window'] / 1e6:.2f} M / {r.get('macs_per_hop', r['macs_per_window']) / 1e6:.2f} M / "
+             f"{r['macs_per_audio_second'] / 1e6:.1f} M | same |",
              f"| file, window graph (KiB) | {r['file_kib']['window_float']} | {r['file_kib']['window_int8']} |",
              f"| file, streaming graph (KiB) | {r['file_kib']['stream_float']} | {r['file_kib']['stream_int8']} |",
              f"| latency per hop, median / p99 (ms, 1 thread) | {f['hop_ms_median']:.3f} / {f['hop_ms_p99']:.3f} "

@@ -317,3 +317,15 @@ def test_frozen_speech_embedding_runs_through_onnxruntime_with_the_same_numbers(
     assert emb not in _ORT_SESSIONS  # new weights drop the snapshot
     with torch.no_grad():
         assert torch.allclose(emb.embed_frames(frames), emb._embed_torch(frames), atol=1e-4 * float(ref.abs().max()))
+
+
+def test_speech_embedding_macs_count_every_embedding_of_a_window():
+    """A 1 s window runs the embedding network 3 times (folded into the batch); a streaming call once."""
+    pytest.importorskip("openwakeword")
+    from wakeword.models.registry import count_macs
+
+    m = WakeWordModel("speech_embedding", {"hidden": 16}, FEAT)
+    one = count_macs(m.backbone.embedding.net, torch.zeros(1, 1, 76, 32))
+    window = count_macs(m.backbone, m.frontend(torch.zeros(1, FEAT.window_samples)))
+    step, _, example = m.backbone.stream_step()
+    assert window - count_macs(step, example) == 2 * one and one > 40e6

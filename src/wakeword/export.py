@@ -609,10 +609,14 @@ class OnnxStreamer:
     def reset(self) -> None:
         self._pending = np.zeros(0, np.float32)
         self._samples: np.ndarray | None = None
+        self._caches = self.initial_caches()
+        self._calls = 0
+
+    def initial_caches(self) -> dict[str, np.ndarray]:
+        """The state inputs besides the sample cache, as a stream starts (zeros), by input name."""
         # exports before the contract listed its caches have the one log-mel feature cache
         shapes = self.c.get("caches") or {"feature_cache": [1, self.c["n_mels"], self.c["feature_cache_frames"]]}
-        self._caches = {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
-        self._calls = 0
+        return {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}
 
     def feed(self, chunk: np.ndarray) -> np.ndarray:
         """Append audio (float32 mono at the model's rate); return scores of the windows it completed."""

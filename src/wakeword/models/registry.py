@@ -52,19 +52,21 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: nn.Module, example: torch.Tensor) -> int:
+def count_macs(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> int:
     """Multiply-accumulates of one forward pass on ``example`` (conv and linear layers; attention's
-    score and mixing products are not counted)."""
+    score and mixing products are not counted). A tensor is a batch (its first item is used); a tuple is
+    the inputs of one call (a streaming step's audio and caches)."""
     total = 0
 
     def conv_hook(m: nn.Conv1d | nn.Conv2d, _inp, out):
         nonlocal total
         k = int(np.prod(m.kernel_size))
-        total += out.numel() // out.shape[0] * (m.in_channels // m.groups) * k
+        total += out.numel() * (m.in_channels // m.groups) * k  # the whole output: one example goes in, but a
+        # layer may see it folded into several items (speech_embedding: one per 80 ms embedding)
 
     def linear_hook(m: nn.Linear, _inp, out):
         nonlocal total
-        total += out.numel() // out.shape[0] * m.in_features
+        total += out.numel() * m.in_features
 
     hooks = []
     for m in model.modules():
@@ -75,7 +77,7 @@ def count_macs(model: nn.Module, example: torch.Tensor) -> int:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        model(example[:1])
+        model(*example) if isinstance(example, tuple) else model(example[:1])
     model.train(was_training)
     for h in hooks:
         h.remove()
