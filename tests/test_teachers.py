@@ -329,3 +329,18 @@ def test_speech_embedding_macs_count_every_embedding_of_a_window():
     window = count_macs(m.backbone, m.frontend(torch.zeros(1, FEAT.window_samples)))
     step, _, example = m.backbone.stream_step()
     assert window - count_macs(step, example) == 2 * one and one > 40e6
+
+
+def test_speech_embedding_streams_in_torch_with_the_track_scores():
+    pytest.importorskip("openwakeword")
+    from wakeword.inference import Detector
+
+    torch.manual_seed(0)
+    det = Detector(WakeWordModel("speech_embedding", {"hidden": 16}, FEAT).eval())
+    audio = _audio(3 * FEAT.sample_rate, seed=9).numpy()
+    ref, _ = det.score_track(audio)
+    st = det.stream()
+    online = np.concatenate([st.feed(audio[i:i + 700]) for i in range(0, len(audio), 700)])
+    k = st.contract["first_window"]
+    assert len(online) >= len(ref) - k > 0
+    assert np.abs(online[:len(ref) - k] - ref[k:]).max() < 1e-5

@@ -73,8 +73,10 @@ class Detector:
         idx = np.round(times / hop).astype(int)
         return [Event(float(i * hop + self.feat.window_s), float(scores[i])) for i in idx]
 
-    def stream(self) -> StreamingDetector:
+    def stream(self) -> StreamingDetector | StepStreamingDetector:
         if self.model.input_kind != "mel":
+            if hasattr(self.model.backbone, "stream_step"):
+                return StepStreamingDetector(self)
             raise ValueError(f"streaming needs a log-mel detector; '{self.model.arch}' reads raw audio")
         return StreamingDetector(self)
 
@@ -119,3 +121,42 @@ class StreamingDetector:
                 window = torch.stack(self._frames, dim=1)[None]
                 scores.append(float(torch.sigmoid(self.det.model.backbone(window))[0]))
         return np.array(scores, dtype=np.float32)
+
+
+class StepStreamingDetector:
+    """Streaming for raw-audio models with a streaming step (speech_embedding): the same step and contract
+    as their streaming ONNX graph, run in torch. Feed chunks of any size; each score covers the last 1 s
+    and equals ``score_track``'s window ``i + contract["first_window"]`` for the i-th score returned."""
+
+    def __init__(self, detector: Detector):
+        self.det = detector
+        self.step, self.contract, _ = detector.model.backbone.stream_step()
+        self.step.eval()
+        self.reset()
+
+    def reset(self) -> None:
+        c = self.contract
+        self._pending = np.zeros(0, np.float32)
+        self._samples: torch.Tensor | None = None
+        self._caches = [torch.zeros(*shape) for shape in c["caches"].values()]
+        self._calls = 0
+
+    @torch.no_grad()
+    def feed(self, chunk: np.ndarray) -> np.ndarray:
+        c = self.contract
+        self._pending = np.concatenate([self._pending, np.asarray(chunk, np.float32)])
+        if self._samples is None:
+            if len(self._pending) < c["sample_cache"]:
+                return np.zeros(0, np.float32)
+            self._samples = torch.from_numpy(self._pending[None, :c["sample_cache"]].copy())
+            self._pending = self._pending[c["sample_cache"]:]
+        out = []
+        n = c["chunk"]
+        while len(self._pending) >= n:
+            audio = torch.from_numpy(self._pending[None, :n].copy())
+            self._pending = self._pending[n:]
+            score, self._samples, *self._caches = self.step(audio, self._samples, *self._caches)
+            self._calls += 1
+            if self._calls > c["warmup_calls"]:
+                out.append(float(score[0]))
+        return np.array(out, np.float32)
