@@ -118,8 +118,8 @@ def main() -> None:
         calibration_windows,
         export_onnx,
         export_streaming_onnx,
-        quantize_int8,
         model_stream_contract,
+        quantize_int8,
         streaming_calibration_feeds,
     )
     from wakeword.models.registry import count_macs

@@ -146,7 +146,12 @@ def cmd_experiment_mining(a: argparse.Namespace) -> int:
 
 
 def cmd_experiment_ablation(a: argparse.Namespace) -> int:
-    from wakeword.experiments import AblationExperiment, ablation_experiment, ablation_markdown, write_results_section
+    from wakeword.experiments import (
+        AblationExperiment,
+        ablation_experiment,
+        ablation_markdown,
+        write_results_section,
+    )
 
     exp = AblationExperiment.from_yaml(a.config)
     if a.seeds:
