@@ -67,7 +67,7 @@ def test_demo_refuses_a_distill_section_without_a_teacher(tmp_path):
 
 
 def test_the_shipped_demo_configs_are_valid():
-    """configs/demo.yaml and configs/demo_distilled.yaml parse into the configs the demo builds."""
+    """The shipped demo configs parse into the configs the demo builds; the default is the speech-embedding model."""
     from pathlib import Path
 
     import yaml
@@ -77,10 +77,12 @@ def test_the_shipped_demo_configs_are_valid():
     from wakeword.training.fit import TrainConfig
 
     root = Path(__file__).resolve().parents[1] / "configs"
-    for name in ("demo.yaml", "demo_distilled.yaml"):
+    for name in ("demo.yaml", "demo_student.yaml", "demo_distilled.yaml"):
         doc = yaml.safe_load((root / name).read_text())
         DataConfig.from_dict(doc["data"])
         TrainConfig.from_dict(doc["train"])
+    assert TrainConfig.from_dict(yaml.safe_load((root / "demo.yaml").read_text())["train"]).arch == "speech_embedding"
+    assert TrainConfig.from_dict(yaml.safe_load((root / "demo_student.yaml").read_text())["train"]).arch == "mobilenetv3"
     doc = yaml.safe_load((root / "demo_distilled.yaml").read_text())
     assert teacher_config(doc["teacher"]["kind"], doc["teacher"]["train"]).arch == "speech_embedding"
     cfg = DistillConfig.from_dict({**doc["distill"], "teachers": [{"checkpoint": "t.pt", "layers": doc["teacher"]["layers"]}]})
