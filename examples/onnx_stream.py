@@ -1,6 +1,6 @@
 """Run an exported wake-word detector on a WAV file (or the microphone) with onnxruntime only.
 
-    python examples/onnx_stream.py model.stream.onnx recording.wav [--threshold 0.5]
+    python examples/onnx_stream.py model.stream.onnx recording.wav [--threshold T]
     python examples/onnx_stream.py model.stream.onnx --mic          # needs `pip install sounddevice`
 
 No torch and no wakeword package: the front end is inside the graph. The host only keeps the state
@@ -24,6 +24,8 @@ class Streamer:
         if meta.get("format") != "wakeword-onnx-v1-streaming":
             sys.exit(f"{path} is not a wakeword streaming export (use `wakeword export --streaming`)")
         self.c = json.loads(meta["stream"])
+        t = json.loads(meta.get("threshold", "null"))  # calibrated when the model was trained
+        self.default_threshold = 0.5 if t is None else float(t)
         self.pending = np.zeros(0, np.float32)
         self.samples = None
         shapes = self.c.get("caches") or {"feature_cache": [1, self.c["n_mels"], self.c["feature_cache_frames"]]}
@@ -54,10 +56,12 @@ def main() -> None:
     ap.add_argument("model")
     ap.add_argument("wav", nargs="?")
     ap.add_argument("--mic", action="store_true")
-    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--threshold", type=float, default=None, help="default: the model's own (its metadata)")
     ap.add_argument("--refractory", type=float, default=1.0, help="seconds")
     a = ap.parse_args()
     st = Streamer(a.model)
+    if a.threshold is None:
+        a.threshold = st.default_threshold
     rate = st.c["sample_rate"]
     hop_s = st.c["chunk"] / rate
     last, t, above = -1e9, 0.0, False
