@@ -236,12 +236,13 @@ def evaluate(detector, sets: list[EvalSet], out_dir: str | Path, max_fpr: float 
 def markdown_table(report: dict) -> str:
     """A compact table of a report, for docs and the console."""
     lines = ["| set | pos | neg clips | neg hours | pAUC@{0} | EER | FRR@0.1 FA/h | FRR@0.5 FA/h | FRR@1 FA/h | "
-             "FA/h @0.5 | FRR @0.5 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "FA/h @{t} | FRR @{t} |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["sets"].items():
         f = r["frr_at_fa_per_hour"]
         lines.append(f"| {name} | {r['n_positive']} | {r['n_negative_clips']} | {r['negative_hours']:.2f} | "
                      f"{r['pauc']:.3f} | {r['eer']:.3f} | {f['0.1']['frr']:.3f} | {f['0.5']['frr']:.3f} | "
                      f"{f['1.0']['frr']:.3f} | {r['fa_per_hour_at_threshold']:.2f} | {r['frr_at_threshold']:.3f} |")
-    mf = next(iter(report["sets"].values()))["max_fpr"] if report["sets"] else 0.1
-    lines[0] = lines[0].replace("{0}", str(mf))
+    first = next(iter(report["sets"].values()), {})
+    t = first.get("threshold", 0.5)
+    lines[0] = lines[0].replace("{0}", str(first.get("max_fpr", 0.1))).replace("{t}", f"{t:.4g}")
     return "\n".join(lines)
