@@ -104,4 +104,4 @@ def start_train_and_kill(cmd: list[str], run: Path) -> int:
     assert (run / "last.pt").exists(), "training never checkpointed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    return torch.load(run / "last.pt", weights_only=False)["epoch"] + 1
+    return torch.load(run / "last.pt", weights_only=True)["epoch"] + 1

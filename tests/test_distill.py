@@ -221,7 +221,7 @@ def test_distill_cli_trains_an_ordinary_student(teachers, tiny_data, tmp_path):
     assert temps[0] == pytest.approx(3.0) and temps[-1] == pytest.approx(1.0) and temps == sorted(temps, reverse=True)
     report = json.loads((out / "distill_report.json").read_text())
     assert len(report["teachers"]) == 2 and report["student_val_pauc"] is not None
-    ckpt = torch.load(out / "best.pt", weights_only=False)
+    ckpt = torch.load(out / "best.pt", weights_only=True)
     assert ckpt["arch"] == "mobilenetv3" and not any(k.startswith("adapters") for k in ckpt["state_dict"])
     # An ordinary checkpoint: eval, export and score accept it.
     assert main(["-q", "eval", "--model", str(out / "best.pt"), "--data", str(tiny_data),
@@ -290,7 +290,7 @@ def test_speech_embedding_teacher_trains_and_distils_from_the_command_line(tiny_
     teacher = tmp_path / "se"
     assert main(["-q", "teacher", "train", "--kind", "speech_embedding", "--data", str(tiny_data),
                  "--out", str(teacher), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8"]) == 0
-    ckpt = torch.load(teacher / "best.pt", weights_only=False)
+    ckpt = torch.load(teacher / "best.pt", weights_only=True)
     assert ckpt["arch"] == "speech_embedding" and "val_pauc" in ckpt["metrics"]
     # Only the head trained: the embedding's weights are the pretrained ones.
     from wakeword.models.speech_embedding import SpeechEmbedding, default_onnx_dir
@@ -303,4 +303,4 @@ def test_speech_embedding_teacher_trains_and_distils_from_the_command_line(tiny_
                  "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8"]) == 0
     report = json.loads((out / "distill_report.json").read_text())
     assert [t["arch"] for t in report["teachers"]] == ["speech_embedding"]
-    assert torch.load(out / "best.pt", weights_only=False)["arch"] == "mobilenetv3"
+    assert torch.load(out / "best.pt", weights_only=True)["arch"] == "mobilenetv3"

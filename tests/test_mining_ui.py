@@ -34,7 +34,7 @@ def workspace(tmp_path, tiny_data, tiny_run, speech_audio) -> Path:
 
     from wakeword.training.checkpoint import save_checkpoint
 
-    old = torch.load(run / "best.pt", weights_only=False)
+    old = torch.load(run / "best.pt", weights_only=True)
     save_checkpoint(run / "best.pt", responsive_model(speech_audio, width=0.5),
                     {**old["config"], "data_dir": str(ws / "data")}, metrics=old["metrics"])
     long = np.concatenate([speech_audio] * 4)

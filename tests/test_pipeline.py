@@ -23,7 +23,7 @@ eval: {sets: []}
     report = run_demo(cfg, tmp_path / "out", progress=False)
     text = report.read_text()
     assert "distilled from a speech_embedding teacher" in text
-    teacher = torch.load(tmp_path / "out" / "teacher" / "best.pt", weights_only=False)
+    teacher = torch.load(tmp_path / "out" / "teacher" / "best.pt", weights_only=True)
     # The teacher inherits the student's data mixture and augmentation, with its own overrides on top.
     assert teacher["arch"] == "speech_embedding" and teacher["config"]["train"]["augment"] == {"phone_prob": 0.5}
     assert teacher["config"]["train"]["steps_per_epoch"] == 3

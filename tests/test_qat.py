@@ -159,8 +159,8 @@ def test_qat_fit_resumes_after_kill(tiny_run, tiny_data, tmp_path):
         pytest.skip("the run finished before it could be killed")
     summary = fit(cfg, tiny_data, run, progress=False)
     assert summary["epochs"] == 3
-    a = torch.load(ref / "last.pt", weights_only=False)
-    b = torch.load(run / "last.pt", weights_only=False)
+    a = torch.load(ref / "last.pt", weights_only=True)
+    b = torch.load(run / "last.pt", weights_only=True)
     for k in a["state_dict"]:
         assert torch.allclose(a["state_dict"][k].float(), b["state_dict"][k].float(), atol=1e-5), k
     assert a["qat_observers"] and all(torch.allclose(a["qat_observers"][k], b["qat_observers"][k], atol=1e-5)

@@ -66,8 +66,8 @@ def test_resume_after_kill_matches_uninterrupted_run(tiny_data, tmp_path):
     assert summary["epochs"] == 3
     logged = [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert logged == [1, 2, 3]  # no epoch lost or logged twice
-    a = torch.load(ref / "last.pt", weights_only=False)["state_dict"]
-    b = torch.load(run / "last.pt", weights_only=False)["state_dict"]
+    a = torch.load(ref / "last.pt", weights_only=True)["state_dict"]
+    b = torch.load(run / "last.pt", weights_only=True)["state_dict"]
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k
 

@@ -414,6 +414,18 @@ def cmd_score(a: argparse.Namespace) -> int:
     return 1 if failed == len(a.files) else 0
 
 
+# ---------------------------------------------------------------- convert
+def cmd_convert_checkpoint(a: argparse.Namespace) -> int:
+    from wakeword.training.checkpoint import convert_checkpoint
+
+    if not a.trust_source:
+        raise SystemExit("error: converting unpickles the file, which can run code from it: only convert a "
+                         "checkpoint from a source you trust, and say so with --trust-source")
+    convert_checkpoint(a.src, a.dst)
+    print(f"{a.dst}: plain-data checkpoint (loads with weights_only=True)")
+    return 0
+
+
 # ---------------------------------------------------------------- demo
 def cmd_demo(a: argparse.Namespace) -> int:
     from wakeword.pipeline import run_demo
@@ -655,6 +667,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--refractory", type=float, default=1.0, help="seconds")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_score)
+
+    cv = sub.add_parser("convert-checkpoint", help="rewrite an old (pickled-object) checkpoint as plain data "
+                                                    "that loads without running code; trusted files only")
+    cv.add_argument("src")
+    cv.add_argument("dst")
+    cv.add_argument("--trust-source", action="store_true",
+                    help="required: the old file is unpickled, which runs any code it holds")
+    cv.set_defaults(func=cmd_convert_checkpoint)
 
     d = sub.add_parser("demo", help="build data, train, evaluate and export with one command")
     d.add_argument("--config", default=None, help="YAML with data/train/eval sections (default: configs/demo.yaml)")

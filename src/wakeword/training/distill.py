@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from wakeword.models.base import time_series
 from wakeword.models.kws import WakeWordModel
-from wakeword.training.checkpoint import load_checkpoint, model_from_checkpoint
+from wakeword.training.checkpoint import load_checkpoint, model_from_checkpoint, safe_load
 from wakeword.training.fit import Batch, TrainConfig, fit
 
 logger = logging.getLogger(__name__)
@@ -294,7 +294,10 @@ class DistillLoss(nn.Module):
         key = {"teachers": [t.path for t in self.teachers], "layers": [list(t.layers) for t in self.teachers],
                "draws": draws, "n": len(ds), "seed": ds.seed}
         if path.exists():
-            cached = torch.load(path, map_location="cpu", weights_only=False)
+            try:
+                cached = safe_load(path)
+            except ValueError:  # not plain data: recompute rather than unpickle it
+                cached = {}
             if cached.get("key") == key:
                 self._cache = cached
         if self._cache is None:

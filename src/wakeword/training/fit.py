@@ -31,7 +31,7 @@ from wakeword.features.logmel import FeatureConfig
 from wakeword.features.specaugment import SpecAugment, SpecAugmentConfig
 from wakeword.models.kws import WakeWordModel
 from wakeword.models.mobilenetv3 import StudentConfig
-from wakeword.training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from wakeword.training.checkpoint import load_checkpoint, model_from_checkpoint, safe_load, save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
     start_epoch, best, history = 0, -1.0, []
     qat_observers = None  # QAT activation ranges of a resumed run
     if resume and last_path.exists():
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        state = safe_load(last_path)
         model.load_state_dict(state["state_dict"])
         for m, sd in zip(extra_modules, state.get("extra_modules", [])):
             m.load_state_dict(sd)
