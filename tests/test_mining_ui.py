@@ -139,13 +139,16 @@ def test_mine_cli_twin(workspace, capsys):
 
 
 # ------------------------------------------------------------------ web app
+LOCAL = "http://127.0.0.1:8765"  # the app answers loopback Host names only (no DNS rebinding)
+
+
 @pytest.fixture()
 def client(workspace):
     from fastapi.testclient import TestClient
 
     from wakeword.ui.app import create_app
 
-    c = TestClient(create_app(workspace, max_upload_bytes=2_000_000))
+    c = TestClient(create_app(workspace, max_upload_bytes=2_000_000), base_url=LOCAL)
     c.get("/")  # sets the CSRF cookie
     return c
 
@@ -169,7 +172,7 @@ def test_empty_workspace_says_what_to_do(tmp_path):
 
     from wakeword.ui.app import create_app
 
-    c = TestClient(create_app(tmp_path / "empty"))
+    c = TestClient(create_app(tmp_path / "empty"), base_url=LOCAL)
     r = c.get("/")
     assert r.status_code == 200 and "No trained models in this workspace yet" in r.text
     for page in ("/benchmark", "/queue", "/sources"):

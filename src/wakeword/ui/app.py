@@ -1,6 +1,8 @@
 """FastAPI app over one workspace folder: Runs, Benchmark (with "Mine Hard Negatives"), Verification
 queue, Sources. Server-rendered, no CDN assets; state-changing requests are POSTs checked against a
-per-browser CSRF token (double-submit cookie + same-origin check)."""
+per-browser CSRF token (double-submit cookie + same-origin check). Only known Host names are answered
+(no DNS rebinding), off loopback only with the access token, and every file it registers or serves lies
+inside the workspace or a folder allowed on the command line (ui/guard.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -19,10 +21,13 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from wakeword.mining.store import MiningStore
+from wakeword.ui.guard import Guard, allowed_hosts, inside
 
 HERE = Path(__file__).parent
 CSRF_COOKIE = "ww_csrf"
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # one uploaded recording
+FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the small form fields next to the file
+MAX_JOBS = 2  # benchmark / mining / retrain worker processes at once
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".au", ".opus"}
 
 
@@ -70,10 +75,18 @@ def discover_studies(workspace: Path) -> list[dict]:
             for db in _find(workspace, "study.db", 4)]
 
 
-def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_BYTES, host: str = "127.0.0.1",
+               allowed_host: tuple[str, ...] = (), allow_dirs: tuple[str | Path, ...] = (),
+               token: str | None = None, max_jobs: int = MAX_JOBS) -> FastAPI:
+    """host: the address the server binds (its name is an allowed Host header); allowed_host: more Host
+    names to answer (e.g. the machine's name when bound to 0.0.0.0); allow_dirs: folders outside the
+    workspace whose audio may be registered and served; token: required from every client when set."""
     ws = Path(workspace).resolve()
+    roots = [ws, *(Path(d).expanduser().resolve() for d in allow_dirs)]
     store = MiningStore(ws)
     app = FastAPI(title="wakeword", docs_url=None, redoc_url=None)
+    app.add_middleware(Guard, hosts=allowed_hosts(host, tuple(allowed_host)), token=token,
+                       max_body=max_upload_bytes + FORM_OVERHEAD_BYTES)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.store, app.state.workspace, app.state.procs = store, ws, {}
@@ -119,7 +132,19 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
             if not alive:
                 store.update_job(j["id"], status="failed", message=j["message"] + " (worker process ended early)")
 
+    def readable(path: str | Path, what: str) -> Path:
+        """``path`` resolved (symlinks too) if it lies in the workspace or an allowed folder; else 400."""
+        p = inside(path, roots)
+        if p is None:
+            raise HTTPException(400, f"{what} {path} is outside the workspace {ws} and the allowed folders "
+                                     "(start `wakeword serve --allow-dir FOLDER` to allow one)")
+        return p
+
     def start_job(kind: str, args: dict) -> int:
+        reap_jobs()
+        running = sum(j["status"] == "running" for j in store.jobs(limit=100))
+        if running >= max_jobs:
+            raise HTTPException(429, f"{running} jobs are running (at most {max_jobs}): wait for one to finish")
         jid = store.create_job(kind, args)
         with open(ws / "ui" / f"worker_{jid}.log", "w") as log:  # the child keeps its own copy of the fd
             proc = subprocess.Popen([sys.executable, "-m", "wakeword.ui.worker", str(ws), str(jid)],
@@ -186,12 +211,16 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
     @app.get("/audio/candidate/{cid}")
     def candidate_audio(cid: int):
         c = candidate_or_404(cid)
+        if inside(c.clip, roots) is None:
+            raise HTTPException(404, "not a registered clip")
         return FileResponse(c.clip, media_type="audio/wav")
 
     @app.get("/audio/served/{sid}")
     def served_audio(sid: int):
         path = store.served_path(sid)
-        if path is None or not Path(path).is_file():
+        # Checked again when served: the store may hold a path registered before this rule, or a link
+        # swapped since.
+        if path is None or not Path(path).is_file() or inside(path, roots) is None:
             raise HTTPException(404, "not a registered clip")
         from wakeword.audio.io import load_audio, wav_bytes
 
@@ -212,7 +241,7 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
         except KeyError:
             raise HTTPException(404, "no such job") from None
         p = (j.get("result") or {}).get("det_png")
-        if not p or not Path(p).is_file():
+        if not p or not Path(p).is_file() or inside(p, roots) is None:
             raise HTTPException(404, "this job has no DET plot")
         return FileResponse(p, media_type="image/png")
 
@@ -303,7 +332,9 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
         p = Path(path).expanduser()
         if not p.exists():
             raise HTTPException(400, f"no such file or folder: {path}")
+        p = readable(p, "path")
         files = [f for f in sorted(p.rglob("*")) if f.suffix.lower() in AUDIO_SUFFIXES] if p.is_dir() else [p]
+        files = [readable(f, "file") for f in files]  # a link inside may point out
         from wakeword.mining.miner import PoolError, build_pool
 
         # Refuse evaluation audio now, not only when mining; check everything before registering anything.
@@ -348,16 +379,25 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
         if yaml_path:
             if not Path(yaml_path).is_file():
                 raise HTTPException(400, f"no YAML at {yaml_path}")
-            spec = {"yaml": str(Path(yaml_path).resolve())}
+            spec = {"yaml": str(readable(yaml_path, "YAML"))}
         else:
             pos = [str(Path(p.strip()).resolve()) for p in positives.split(",") if p.strip()]
             neg = [str(Path(p.strip()).resolve()) for p in negatives.split(",") if p.strip()]
             for d in pos + neg:
                 if not Path(d).is_dir():
                     raise HTTPException(400, f"no folder {d}")
+                readable(d, "folder")
             if not pos or not neg:
                 raise HTTPException(400, "an evaluation set needs positive and negative folders (or a YAML)")
             spec = {"positives": pos, "negatives": neg}
+        from wakeword.mining.miner import eval_set_from_spec
+
+        try:  # what the set will read, links and a YAML's root included, must lie inside too
+            es = eval_set_from_spec(name, spec)
+        except (ValueError, FileNotFoundError, OSError) as exc:
+            raise HTTPException(400, f"evaluation set '{name}' cannot be read: {exc}") from None
+        for f in (*es.positives, *es.negatives, *es.noise):
+            readable(f, "file")
         try:
             store.add_eval_set(name, spec)
         except ValueError as exc:
