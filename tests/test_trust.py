@@ -76,3 +76,65 @@ def test_old_pickled_checkpoint_converts_only_when_trusted(tiny_run, tmp_path):
 def test_every_checkpoint_the_suite_writes_is_plain_data(tiny_run):
     for name in ("best.pt", "last.pt"):
         assert torch.serialization.get_unsafe_globals_in_checkpoint(tiny_run / name) == []
+
+
+# ------------------------------------------------------------------ one writer per data folder
+NOISE_ONLY = ["--phrase", "computer", "--n-positive", "0", "--n-adversarial", "0", "--n-speech", "0",
+              "--n-words", "0", "--engines", "espeak-ng", "--workers", "1"]
+
+
+def test_concurrent_builds_on_one_folder_do_not_duplicate_rows(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from wakeword.dataset.build import DataConfig, build
+    from wakeword.dataset.manifest import DataFolderBusy, read_manifest
+
+    data = tmp_path / "data"
+    first = subprocess.Popen([sys.executable, "-m", "wakeword.cli", "-q", "data", "build", "--out", str(data),
+                              *NOISE_ONLY, "--n-noise", "120"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.time() + 120
+    while not (data / "manifest.csv").exists() and time.time() < deadline:
+        time.sleep(0.01)
+    assert (data / "manifest.csv").exists(), first.stderr.read() if first.poll() is not None else "no manifest"
+    cfg = DataConfig(phrase="computer", n_positive=0, n_adversarial=0, n_speech=0, n_words=0, n_noise=120,
+                     engines=("espeak-ng",), workers=1)
+    with pytest.raises(DataFolderBusy, match="one writer per data folder"):
+        build(cfg, data, progress=False)  # while the first build is still writing
+    assert first.wait(180) == 0, first.stderr.read()
+    build(cfg, data, progress=False)  # afterwards it resumes: nothing left to do
+    ids = [r.clip_id for r in read_manifest(data)]
+    with open(data / "manifest.csv") as f:
+        lines = f.read().splitlines()[1:]
+    assert len(ids) == len(set(ids)) == len(lines) == 120
+
+
+def test_second_build_through_the_cli_says_why(tmp_path, capsys):
+    import subprocess
+    import sys
+    import time
+
+    data = tmp_path / "data"
+    first = subprocess.Popen([sys.executable, "-m", "wakeword.cli", "-q", "data", "build", "--out", str(data),
+                              *NOISE_ONLY, "--n-noise", "120"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (data / "manifest.csv").exists() and first.poll() is None:
+        time.sleep(0.01)
+    assert main(["-q", "data", "build", "--out", str(data), *NOISE_ONLY, "--n-noise", "120"]) == 2
+    assert "one writer per data folder" in capsys.readouterr().err
+    first.wait(180)
+
+
+def test_manifest_reader_reads_each_clip_once(tiny_data, tmp_path):
+    import shutil
+
+    from wakeword.dataset.manifest import read_manifest
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    text = (data / "manifest.csv").read_text()
+    header, body = text.split("\n", 1)
+    (data / "manifest.csv").write_text(header + "\n" + body + body)  # what two racing writers left behind
+    rows = read_manifest(data)
+    assert len(rows) == len(read_manifest(tiny_data)) == len({r.clip_id for r in rows})

@@ -31,7 +31,7 @@ from wakeword.audio.io import (
 from wakeword.audio.mixing import NOISE_COLOURS, coloured_noise
 from wakeword.audio.music import synth_music
 from wakeword.audio.tts import Prosody, Voice, available_backends
-from wakeword.dataset.manifest import ClipRow, append_rows, read_manifest
+from wakeword.dataset.manifest import ClipRow, append_rows, read_manifest, writer_lock
 from wakeword.dataset.text import adversarial_texts, normalise, speech_texts, word_texts
 
 logger = logging.getLogger(__name__)
@@ -300,10 +300,15 @@ class BuildState:
 
 
 def build(cfg: DataConfig, data_dir: str | Path, progress: bool = True) -> dict:
-    """Build (or complete) the data set in ``data_dir``; returns the build report (also written to disk)."""
+    """Build (or complete) the data set in ``data_dir``; returns the build report (also written to disk).
+
+    One writer per folder: a second build (or injection) on it fails at once with DataFolderBusy."""
+    with writer_lock(data_dir):
+        return _build_locked(cfg, Path(data_dir), progress)
+
+
+def _build_locked(cfg: DataConfig, data_dir: Path, progress: bool) -> dict:
     t0 = time.time()
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
     if not cfg.phrase.strip() or not normalise(cfg.phrase):
         raise ValueError("the wake phrase is empty")
     cfg_file = data_dir / "data_config.json"

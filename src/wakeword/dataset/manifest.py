@@ -6,10 +6,15 @@ Columns: clip_id, path (relative to the data folder), label (1 wake word, 0 not)
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
+import logging
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 # word: one isolated word (people say single words to each other and to devices); music: synthetic
 # music (melody, chords, bass, drums, sung vowels), also used as background for mixing like noise.
@@ -17,6 +22,7 @@ KINDS = ("positive", "adversarial", "speech", "word", "music", "noise", "hard_ne
 BACKGROUND_KINDS = ("noise", "music")  # kinds mixed under other clips as background
 SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "manifest.csv"
+LOCK_NAME = ".writer.lock"  # held by the one process writing a data folder (build, injection)
 
 
 @dataclass(frozen=True)
@@ -39,20 +45,58 @@ FIELDS = [f.name for f in fields(ClipRow)]
 
 
 def read_manifest(data_dir: str | Path) -> list[ClipRow]:
-    """All rows of ``data_dir/manifest.csv`` ([] if there is none)."""
+    """All rows of ``data_dir/manifest.csv`` ([] if there is none), each clip id once: a repeated id
+    (two writers that once ran at the same time) keeps its first row, with a warning."""
     path = Path(data_dir) / MANIFEST_NAME
     if not path.exists():
         return []
-    rows = []
+    rows, seen, repeated = [], set(), 0
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
             if not r.get("clip_id") or None in r.values() or len(r.get("sha256") or "") != 64:
                 continue  # a torn line from a killed writer: its job is simply redone
+            if r["clip_id"] in seen:
+                repeated += 1
+                continue
             try:
                 rows.append(ClipRow(**{**r, "label": int(r["label"]), "duration_s": float(r["duration_s"])}))
             except (TypeError, ValueError, KeyError):
                 continue
+            seen.add(r["clip_id"])
+    if repeated:
+        logger.warning("%s: %d repeated clip ids ignored (each clip is read once)", path, repeated)
     return rows
+
+
+class DataFolderBusy(RuntimeError):
+    """Another process holds the data folder's writer lock."""
+
+
+@contextlib.contextmanager
+def writer_lock(data_dir: str | Path, what: str = "wakeword data build"):
+    """Hold the one-writer lock of ``data_dir`` (released by the OS if the process dies, kill -9 too).
+
+    A second writer fails at once with a clear message instead of appending the same rows again."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / LOCK_NAME, "a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise DataFolderBusy(f"{data_dir} is being written by {holder}: one writer per data folder; wait for "
+                               "it to finish (or stop it), then run this again (it resumes)") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{what} (pid {os.getpid()})")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def append_rows(data_dir: str | Path, rows: list[ClipRow]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from wakeword.audio.io import AudioError, load_audio, wav_bytes
-from wakeword.dataset.manifest import ClipRow, append_rows, read_manifest, select
+from wakeword.dataset.manifest import ClipRow, append_rows, read_manifest, select, writer_lock
 from wakeword.mining.store import MiningStore
 
 logger = logging.getLogger(__name__)
@@ -144,6 +144,11 @@ def inject(store: MiningStore, data_dir: str | Path) -> list[ClipRow]:
     data_dir = Path(data_dir).resolve()
     if not (data_dir / "manifest.csv").exists():
         raise FileNotFoundError(f"no data set at {data_dir}")
+    with writer_lock(data_dir, "wakeword mine inject"):
+        return _inject_locked(store, data_dir)
+
+
+def _inject_locked(store: MiningStore, data_dir: Path) -> list[ClipRow]:
     known = {r.sha256: r for r in read_manifest(data_dir)}
     rows = []
     for c in store.candidates(status="confirmed"):
