@@ -20,7 +20,7 @@ def test_fake_quant_agrees_with_ort_int8(tmp_path, speech_audio):
     from onnx import numpy_helper
 
     from wakeword.export import OnnxDetector, export_onnx, quantize_int8
-    from wakeword.training.qat import QuantLayer, prepare_qat
+    from wakeword.training.qat import WEIGHT_QRANGE, QuantLayer, prepare_qat
 
     m = responsive_model(speech_audio)
     n = m.feat.window_samples
@@ -58,25 +58,68 @@ def test_fake_quant_agrees_with_ort_int8(tmp_path, speech_audio):
         s, z = layer.act_out.qparams()
         assert float(s) == pytest.approx(float(s_out), rel=1e-4) and int(z) == int(z_out)
         w, _ = layer.folded()
-        np.testing.assert_allclose(w.detach().abs().flatten(1).amax(1).numpy() / 127, w_scale, rtol=1e-4)
+        np.testing.assert_allclose(w.detach().abs().flatten(1).amax(1).numpy() / WEIGHT_QRANGE[1], w_scale,
+                                   rtol=1e-4)
         producer_of_input = layer.act_out
 
     # End to end: the fake-quant scores track ORT's INT8 scores much more closely than the float ones do
     # (not exactly: a one-step rounding flip from float noise in the front end propagates through 30 layers).
+    # ORT's scores are taken from the graph run unfused (float ops between Quantize / DequantizeLinear): the
+    # integer semantics every CPU should compute; that its fused kernels do is the next test.
     test = _windows(speech_audio[len(speech_audio) // 3:], n, n // 5)
 
     def logit(p):
         p = np.clip(p, 1e-7, 1 - 1e-7)
         return np.log(p / (1 - p))
 
-    ref = logit(OnnxDetector(q).score_windows(test))
+    ref = _ort_logits(q, test)
+    assert np.abs(logit(OnnxDetector(q).score_windows(test)) - ref).mean() < 0.2  # OnnxDetector: the same graph
     with torch.no_grad():
         fake = fq(torch.from_numpy(test)).numpy()
         flt = m(torch.from_numpy(test)).numpy()
     assert ref.std() > 0.5
     err_fake, err_float = np.abs(fake - ref).mean(), np.abs(flt - ref).mean()
-    assert err_fake < 0.6 * err_float, (err_fake, err_float)  # measured: 0.20 vs 0.49 logit
-    assert np.corrcoef(fake, ref)[0, 1] > max(0.98, np.corrcoef(flt, ref)[0, 1])
+    # measured on real speech: 0.22 vs 0.43 logit, correlation 0.968 vs 0.925 (7-bit weights; with
+    # 8-bit ones, on a CPU whose kernels do not saturate: 0.20 vs 0.49, 0.991 vs 0.973)
+    assert err_fake < 0.6 * err_float, (err_fake, err_float)
+    assert np.corrcoef(fake, ref)[0, 1] > max(0.95, np.corrcoef(flt, ref)[0, 1])
+
+
+def _ort_logits(model_path, windows: np.ndarray, optimized: bool = False) -> np.ndarray:
+    """Logits of an ONNX model by ORT, with all graph optimizations (fused integer kernels) or none."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized
+                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    s = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+    p = np.concatenate([s.run(None, {"audio": x[None]})[0].reshape(-1) for x in windows]).clip(1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def test_int8_kernels_compute_the_graph_on_this_cpu(tmp_path, speech_audio):
+    """ORT's fused integer kernels (chosen per CPU: with or without VNNI) agree with the same QDQ graph run
+    unfused, as float ops between Quantize / DequantizeLinear (the exact integer semantics, the same on
+    every machine). With 8-bit weights, x86 CPUs without VNNI saturate int16 pair sums and miss the
+    reference by 1.2-1.6 logit on average (max 2.6-6.1; benchmarks/int8_kernels.py); with the export's
+    7-bit weights what remains is requantization rounding, on every x86 CPU."""
+    from conftest import responsive_model
+
+    from wakeword.export import export_onnx, quantize_int8
+
+    m = responsive_model(speech_audio)
+    n = m.feat.window_samples
+    q = quantize_int8(export_onnx(m, tmp_path / "m.onnx"), tmp_path / "m.int8.onnx", _windows(speech_audio, n, n // 8))
+    test = _windows(speech_audio[len(speech_audio) // 3:], n, n // 5)
+
+    fused, ref = _ort_logits(q, test, optimized=True), _ort_logits(q, test)
+    with torch.no_grad():
+        flt = m(torch.from_numpy(test)).numpy()
+    assert np.abs(ref - flt).mean() > 0.2  # the comparison has something to see: INT8 does change scores
+    # measured here (AVX2, no VNNI): 0.00-0.07 mean, 0.54 max; 8-bit weights: 1.2-1.6 mean
+    assert np.abs(fused - ref).mean() < 0.2, np.abs(fused - ref).mean()
+    assert np.abs(fused - ref).mean() < 0.3 * np.abs(ref - flt).mean()
 
 
 def test_strip_gives_an_ordinary_checkpoint_that_loads_and_exports(tmp_path, speech_audio):

@@ -194,6 +194,13 @@ class OnnxDetector:
 # INT8 defaults chosen by measurement (docs/BENCHMARKS.md, "INT8 recipe"): see quantize_int8.
 INT8_FORMAT = "qdq"
 INT8_KEEP_ENDS_FLOAT = True
+# 7-bit weights ([-64, 64]): x86 CPUs without VNNI multiply uint8 activations by int8 weights in pairs
+# summed in int16 (pmaddubsw), which saturates once 255 * |w| * 2 > 32767; with |w| <= 64 it cannot, so
+# every x86 CPU computes what the graph says. Measured on an AMD EPYC (AVX2, no VNNI), mean |logit|
+# error of ORT's fused INT8 kernels against its own unfused DequantizeLinear -> float -> QuantizeLinear
+# reference: 1.60 (max 5.4) with 8-bit weights, 0.000 with 7-bit; against the float model 1.88 vs 0.72,
+# where the exact 8-bit reference would be 0.72 (benchmarks/int8_kernels.py; tests/test_qat.py).
+INT8_REDUCE_RANGE = True
 
 
 def streaming_calibration_feeds(stream_path: str | Path, calibration: np.ndarray, n_feeds: int = 512) -> list[dict]:
@@ -213,7 +220,7 @@ def streaming_calibration_feeds(stream_path: str | Path, calibration: np.ndarray
 
 def quantize_int8(float_path: str | Path, out_path: str | Path, calibration, fmt: str = INT8_FORMAT,
                   keep_ends_float: bool = INT8_KEEP_ENDS_FLOAT) -> Path:
-    """Post-training static INT8 quantization (per-channel weights) of an exported model.
+    """Post-training static INT8 quantization (per-channel 7-bit weights: INT8_REDUCE_RANGE) of an exported model.
 
     calibration: (n, window_samples) float32 audio windows drawn from the training split (window
     model), or a list of input dicts (the streaming model: ``streaming_calibration_feeds``). Only the
@@ -261,7 +268,7 @@ def quantize_int8(float_path: str | Path, out_path: str | Path, calibration, fmt
                     quant_format=QuantFormat.QOperator if qoperator else QuantFormat.QDQ,
                     op_types_to_quantize=["Conv", "Gemm"], per_channel=True,
                     activation_type=QuantType.QUInt8 if qoperator else QuantType.QInt8,
-                    weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
+                    weight_type=QuantType.QInt8, nodes_to_exclude=exclude, reduce_range=INT8_REDUCE_RANGE)
     src, dst = onnx.load(str(float_path)), onnx.load(str(out_path))
     del dst.metadata_props[:]
     for p in src.metadata_props:

@@ -6,7 +6,8 @@ through the one ``fit()``) can learn weights that survive it:
 
 * the same layers: every Conv / Linear of the backbone in execution order (the order of the exported
   graph's Conv / Gemm nodes), except the first and the last (``keep_ends_float``, as ``quantize_int8``);
-* weights: per-output-channel symmetric int8, range [-127, 127], scale = max|w| / 127, computed from the
+* weights: per-output-channel symmetric int8 with ORT's reduced range [-64, 64] (``INT8_REDUCE_RANGE``:
+  no int16 saturation on CPUs without VNNI), scale = max|w| / 64, computed from the
   BatchNorm-folded weights, since the export folds BatchNorm into the conv before it quantizes;
 * activations: one per-tensor affine 8-bit grid (256 levels, range widened to include 0) for every
   tensor that enters or leaves a quantized layer, and every consumer of that tensor sees the
@@ -43,7 +44,7 @@ from wakeword.models.kws import WakeWordModel
 __all__ = ["ActFakeQuant", "QuantLayer", "calibrate", "calibration_windows_from", "is_qat", "load_observer_state",
            "observer_state", "prepare_qat", "strip_qat"]
 
-WEIGHT_QRANGE = (-127, 127)  # ORT's symmetric int8 weight range (zero point 0)
+WEIGHT_QRANGE = (-64, 64)  # ORT's reduced-range symmetric int8 weights (zero point 0), as the export writes
 ACT_QRANGE = (-128, 127)  # activations: 256 levels with a zero point (int8 QDQ; uint8 is the same grid)
 EMA = 0.01  # weight of each training batch's min / max in the running activation range
 
@@ -91,7 +92,7 @@ class ActFakeQuant(nn.Module):
 
 
 def _fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
-    """Per-output-channel symmetric int8 (axis 0), scale = max|w_c| / 127 from the current weights."""
+    """Per-output-channel symmetric int8 (axis 0), scale = max|w_c| / 64 from the current weights."""
     qmin, qmax = WEIGHT_QRANGE
     scale = w.detach().abs().flatten(1).amax(1).double() / qmax
     scale = torch.where(scale < torch.finfo(torch.float32).tiny, torch.ones_like(scale), scale).float()
