@@ -1,8 +1,6 @@
 """Hostile inputs (issue #17): files that try to run code, concurrent writers, bad configs and phrases."""
 from __future__ import annotations
 
-import os
-import pickle
 from pathlib import Path
 
 import pytest
@@ -138,3 +136,74 @@ def test_manifest_reader_reads_each_clip_once(tiny_data, tmp_path):
     (data / "manifest.csv").write_text(header + "\n" + body + body)  # what two racing writers left behind
     rows = read_manifest(data)
     assert len(rows) == len(read_manifest(tiny_data)) == len({r.clip_id for r in rows})
+
+
+# ------------------------------------------------------------------ configs and phrases
+@pytest.mark.parametrize("yaml_text, expected", [
+    ("train:\n  steps_per_epoch: abc\n  lr: fast\n  epochs: 0\n  batch_size: -4\n",
+     ["train.steps_per_epoch = 'abc': expected an integer", "train.lr = 'fast': expected a number",
+      "train.epochs = 0: expected a value >= 1", "train.batch_size = -4: expected a value >= 1"]),
+    ("train:\n  lr: [1, 2\n", ["not valid YAML"]),
+    ("- just\n- a list\n", ["must hold a mapping"]),
+    ("train: 5\n", ["train = 5: expected a mapping"]),
+    ("train:\n  model: {width: wide}\n  augment: {snr_db: 3, loudness: 2}\n",
+     ["train.model.width = 'wide': expected a number", "train.augment.snr_db = 3: expected a list of 2 numbers",
+      "train.augment.loudness: unknown key"]),
+])
+def test_bad_train_configs_fail_with_one_line_per_problem(tmp_path, capsys, yaml_text, expected):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml_text)
+    out = tmp_path / "run"
+    assert main(["-q", "train", "--config", str(cfg), "--data", str(tmp_path / "nodata"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    for e in expected:
+        assert sum(e in ln for ln in lines) == 1, (e, err)
+    assert not (out / "train_summary.json").exists()
+
+
+def test_epochs_zero_from_the_command_line_makes_no_empty_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["-q", "train", "--data", str(tmp_path), "--out", str(out), "--epochs", "0"]) == 2
+    assert "train.epochs = 0: expected a value >= 1" in capsys.readouterr().err
+    assert not (out / "train_summary.json").exists()
+
+
+def test_yaml_exponent_numbers_are_numbers():
+    from wakeword.training.fit import TrainConfig
+
+    assert TrainConfig.from_dict({"lr": "1e-3"}).lr == 0.001  # PyYAML reads 1e-3 as a string
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--n-positive", "-5"], "data.n_positive = -5: expected a value >= 0"),
+    (["--phrase", "hey " * 20], "expected at most 64 characters"),
+    (["--phrase", "a b c d e f g"], "expected at most 6 words"),
+    (["--phrase", " ?! "], "expected a non-empty phrase"),
+])
+def test_bad_data_configs_fail_before_building(tmp_path, capsys, args, expected):
+    out = tmp_path / "data"
+    argv = ["-q", "data", "build", "--out", str(out), "--phrase", "computer", *args]
+    assert main(argv) == 2
+    assert expected in capsys.readouterr().err
+    assert not (out / "manifest.csv").exists()
+
+
+def test_data_config_yaml_with_wrong_types(tmp_path, capsys):
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text("data:\n  n_noise: lots\n  val_frac: 0.7\n  test_frac: 0.5\n  engines: espeak-ng\n")
+    assert main(["-q", "data", "build", "--config", str(cfg), "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "data.n_noise = 'lots': expected an integer" in err and "data.engines = 'espeak-ng': expected a list" in err
+
+
+def test_a_phrase_starting_with_a_dash_is_spoken_not_parsed_as_an_option(tmp_path):
+    from wakeword.audio.tts import EspeakBackend, Prosody
+
+    b = EspeakBackend()
+    audio = b.synthesize("--version", b.voices()[0], Prosody())  # as an argument: prints the version
+    assert len(audio) > 0.3 * 16000
+    marker = tmp_path / "written.wav"
+    audio = b.synthesize(f"-w{marker}", b.voices()[0], Prosody())  # as an argument: write to a file
+    assert len(audio) > 0.3 * 16000 and not marker.exists()

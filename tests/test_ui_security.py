@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from wakeword.audio.io import save_wav  # noqa: E402
-from wakeword.mining.store import MiningStore  # noqa: E402
-from wakeword.ui.app import create_app  # noqa: E402
+from wakeword.audio.io import save_wav
+from wakeword.mining.store import MiningStore
+from wakeword.ui.app import create_app
 
 LOCAL = "http://127.0.0.1:8765"
 

@@ -8,21 +8,24 @@ import logging
 import sys
 from pathlib import Path
 
-import yaml
-
 logger = logging.getLogger("wakeword")
 
 
 def _load_yaml(path: str | None, section: str) -> dict:
+    from wakeword.validation import ConfigError, load_yaml_mapping
+
     if not path:
         return {}
     p = Path(path)
     if not p.is_file():
         raise SystemExit(f"error: config file not found: {p}")
-    doc = yaml.safe_load(p.read_text()) or {}
-    if not isinstance(doc, dict):
-        raise SystemExit(f"error: {p} must hold a mapping with sections like '{section}:'")
-    return dict(doc.get(section, {}) or {})
+    doc = load_yaml_mapping(p)
+    part = doc.get(section, {})
+    if part is None:
+        return {}
+    if not isinstance(part, dict):
+        raise ConfigError(f"config {p}", [f"{section} = {part!r}: expected a mapping of keys to values"])
+    return dict(part)
 
 
 def _set(d: dict, key: str, value) -> None:

@@ -9,7 +9,6 @@ import logging
 import time
 from pathlib import Path
 
-import yaml
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +25,9 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True) 
     cfg_path = Path(config) if config else DEFAULT_CONFIG
     if not cfg_path.is_file():
         raise FileNotFoundError(f"demo config not found: {cfg_path}")
-    doc = yaml.safe_load(cfg_path.read_text()) or {}
+    from wakeword.validation import load_yaml_mapping
+
+    doc = load_yaml_mapping(cfg_path, "demo config")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}

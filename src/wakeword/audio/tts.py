@@ -88,7 +88,9 @@ class EspeakBackend:
         spec = voice.name + (f"+{prosody.variant}" if prosody.variant else "")
         wpm = int(round(165 * prosody.rate))
         pitch = int(np.clip(round(50 * prosody.pitch), 0, 99))
-        return load_audio(_run(["espeak-ng", "-v", spec, "-s", str(wpm), "-p", str(pitch), "--stdout", text]))
+        # Text on stdin: as an argument, a text starting with '-' would be read as an option.
+        return load_audio(_run(["espeak-ng", "-v", spec, "-s", str(wpm), "-p", str(pitch), "--stdout", "--stdin"],
+                               stdin=text))
 
 
 class FliteBackend:

@@ -14,8 +14,9 @@ import random
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from tqdm import tqdm
@@ -75,17 +76,64 @@ class DataConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    # (low, high, low included); checked with the types on load: wakeword.validation
+    LIMITS: ClassVar[dict[str, tuple]] = {"n_positive": (0, None, True), "n_adversarial": (0, None, True), "n_speech": (0, None, True),
+              "n_noise": (0, None, True), "n_babble": (0, None, True), "n_words": (0, None, True),
+              "n_music": (0, None, True), "music_s": (0, 600, False), "noise_s": (0, 600, False),
+              "val_frac": (0, 1, True), "test_frac": (0, 1, True), "window_s": (0, 10, False),
+              "max_file_s": (0, None, False), "chunk_s": (0.25, None, True), "workers": (1, 64, True)}
+
+    def __post_init__(self) -> None:
+        from wakeword.validation import ConfigError
+
+        problems = self.problems({f.name: getattr(self, f.name) for f in fields(self)})
+        if problems:
+            raise ConfigError("data config", problems)
+
+    @classmethod
+    def problems(cls, d: dict) -> list[str]:
+        """One line per problem of mapping ``d`` as a data config (key, value, what is expected)."""
+        from wakeword.validation import check_config
+
+        problems = check_config(cls, d, "data")
+        if isinstance(d.get("phrase"), str):
+            problems += phrase_problems(d["phrase"])
+        fracs = [d.get(k, getattr(cls, k)) for k in ("val_frac", "test_frac")]
+        if not problems and sum(fracs) >= 1:
+            problems.append(f"data.val_frac + data.test_frac = {sum(fracs)}: expected < 1 (something must be left "
+                            "to train on)")
+        return problems
+
     @classmethod
     def from_dict(cls, d: dict) -> DataConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown data config keys: {sorted(unknown)}")
+        from wakeword.validation import ConfigError, yaml_numbers
+
+        d = yaml_numbers(cls, d)
+        problems = cls.problems(d) if isinstance(d, dict) else [f"data: expected a mapping, got {d!r}"]
+        if problems:
+            raise ConfigError("data config", problems)
         d = dict(d)
         for k in ("engines", "train_speakers", "rate_range", "pitch_range", "positive_dirs", "negative_dirs", "noise_dirs"):
             if k in d and d[k] is not None:
                 d[k] = tuple(d[k])
         return cls(**d)
+
+
+MAX_PHRASE_CHARS = 64  # a wake phrase is a few words; longer text is a sentence, not a trigger
+MAX_PHRASE_WORDS = 6
+
+
+def phrase_problems(phrase: str) -> list[str]:
+    """Why ``phrase`` cannot be a wake phrase ([] when it can)."""
+    words = normalise(phrase).split()
+    if not words:
+        return [f"data.phrase = {phrase!r}: expected a non-empty phrase with letters or digits in it"]
+    out = []
+    if len(phrase) > MAX_PHRASE_CHARS:
+        out.append(f"data.phrase = {phrase[:40]!r}...: expected at most {MAX_PHRASE_CHARS} characters")
+    if len(words) > MAX_PHRASE_WORDS:
+        out.append(f"data.phrase = {phrase[:40]!r}: expected at most {MAX_PHRASE_WORDS} words")
+    return out
 
 
 @dataclass(frozen=True)

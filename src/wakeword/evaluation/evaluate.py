@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 from tqdm import tqdm
 
 from wakeword.audio.io import AudioError, load_audio
@@ -40,8 +39,10 @@ class EvalSet:
     def from_yaml(cls, path: str | Path) -> EvalSet:
         """YAML: name, root (relative to the YAML file or absolute), positives / negatives / noise:
         lists of globs, phrase (optional)."""
+        from wakeword.validation import load_yaml_mapping
+
         path = Path(path)
-        spec = yaml.safe_load(path.read_text()) or {}
+        spec = load_yaml_mapping(path, "evaluation set")
         unknown = set(spec) - {"name", "root", "positives", "negatives", "noise", "phrase", "description"}
         if unknown:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)}")

@@ -51,13 +51,16 @@ class HpoConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> HpoConfig:
-        import yaml
+        from wakeword.validation import ConfigError, load_yaml_mapping
 
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"no hpo config at {p}")
-        doc = yaml.safe_load(p.read_text()) or {}
-        return cls.from_dict(dict(doc.get("hpo", doc)))
+        doc = load_yaml_mapping(p, "hpo config")
+        part = doc.get("hpo", doc)
+        if not isinstance(part, dict):
+            raise ConfigError(f"hpo config {p}", [f"hpo = {part!r}: expected a mapping of keys to values"])
+        return cls.from_dict(dict(part))
 
     def check(self) -> list[Param]:
         if self.latency not in OBJECTIVES:

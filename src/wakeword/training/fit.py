@@ -9,7 +9,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -72,15 +72,36 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    # (low, high, low included); checked with the types on load: wakeword.validation
+    LIMITS: ClassVar[dict[str, tuple]] = {"epochs": (1, None, True), "steps_per_epoch": (1, None, True), "batch_size": (1, None, True),
+              "lr": (0, None, False), "weight_decay": (0, None, True), "warmup_frac": (0, 1, True),
+              "positive_fraction": (0, 1, False), "adversarial_fraction": (0, 1, True), "max_fpr": (0, 1, False),
+              "augment_draws": (0, None, True), "num_workers": (0, None, True), "threads": (0, None, True)}
+
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown train config keys: {sorted(unknown)}; known: {sorted(known)}")
+        from wakeword.validation import ConfigError, check_config, yaml_numbers
+
+        d = yaml_numbers(cls, d)
+        problems = check_config(cls, d, "train")
+        if problems:
+            raise ConfigError("train config", problems)
         d = {k: tuple(v) if k in ("noise_dirs", "rir_dirs", "exclude_kinds", "background_kinds") else v
              for k, v in d.items()}
         return cls(**d)
+
+    def __post_init__(self) -> None:
+        from wakeword.validation import ConfigError, check_config
+
+        problems = check_config(type(self), {f.name: getattr(self, f.name) for f in fields(self)}, "train")
+        sub = {"features": FeatureConfig, "specaugment": SpecAugmentConfig, "augment": AugmentConfig}
+        if self.arch == "mobilenetv3":
+            sub["model"] = StudentConfig
+        for name, sub_cls in sub.items():
+            if isinstance(getattr(self, name), dict):
+                problems += check_config(sub_cls, getattr(self, name), f"train.{name}")
+        if problems:
+            raise ConfigError("train config", problems)
 
     def feature_config(self) -> FeatureConfig:
         return FeatureConfig(**self.features)
@@ -357,6 +378,9 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
             **({"qat_observers": observer_state(model)} if cfg.qat else {})})
         model.to(device)
     writer.close()
+    if not (run_dir / "best.pt").exists():  # e.g. a validation pAUC that was never a number
+        raise ValueError(f"training wrote no best.pt in {run_dir} (validation pAUC per epoch: "
+                         f"{[r.get('val_pauc') for r in history]})")
     best_record = max(history, key=lambda r: r["val_pauc"]) if history else {}
     summary = {"best": best_record, "best_checkpoint": str(run_dir / "best.pt"), "epochs": len(history), **size}
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
