@@ -148,7 +148,7 @@ def test_manifest_reader_reads_each_clip_once(tiny_data, tmp_path):
     ("train: 5\n", ["train = 5: expected a mapping"]),
     ("train:\n  model: {width: wide}\n  augment: {snr_db: 3, loudness: 2}\n",
      ["train.model.width = 'wide': expected a number", "train.augment.snr_db = 3: expected a list of 2 numbers",
-      "train.augment.loudness: unknown key"]),
+      "train.augment.loudness: unknown train.augment config key"]),
 ])
 def test_bad_train_configs_fail_with_one_line_per_problem(tmp_path, capsys, yaml_text, expected):
     cfg = tmp_path / "c.yaml"

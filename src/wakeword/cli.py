@@ -52,7 +52,7 @@ def cmd_data_build(a: argparse.Namespace) -> int:
         _set(d, key, list(d.get(key, [])) + list(dirs or []))
     report = build(DataConfig.from_dict(d), a.out, progress=not a.quiet)
     brief = {k: report[k] for k in ("phrase", "engines_used", "engines_missing", "clips", "hours", "skipped",
-                                    "skipped_reasons", "by_split_kind", "seconds")}
+                                    "skipped_reasons", "cuts", "by_split_kind", "seconds")}
     print(json.dumps(brief, indent=2))
     print(f"manifest: {Path(a.out) / 'manifest.csv'}  report: {Path(a.out) / 'build_report.json'}")
     return 0

@@ -51,7 +51,7 @@ def check_config(cls, d: dict, section: str) -> list[str]:
         return [f"{section}: expected a mapping of keys to values, got {_kind(d)} {d!r}"]
     hints = typing.get_type_hints(cls)
     known = [f.name for f in fields(cls)]
-    problems = [f"{section}.{k}: unknown key (known: {', '.join(known)})" for k in d if k not in known]
+    problems = [f"{section}.{k}: unknown {section} config key (known: {', '.join(known)})" for k in d if k not in known]
     limits = getattr(cls, "LIMITS", {})
     for k in known:
         if k not in d:

@@ -42,18 +42,21 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
 
 
 def load_audio(
-    source: str | Path | bytes, sr: int = SAMPLE_RATE, max_seconds: float | None = None
+    source: str | Path | bytes, sr: int = SAMPLE_RATE, max_seconds: float | None = None,
+    offset_seconds: float = 0.0,
 ) -> np.ndarray:
     """Read any libsndfile format and return float32 mono at ``sr``.
 
-    source: a path or the raw bytes of a file. max_seconds: read at most this much (None: all).
-    Raises AudioError with a readable reason for unreadable, corrupt or empty input.
+    source: a path or the raw bytes of a file. max_seconds: read at most this much (None: all), from
+    ``offset_seconds`` on. Raises AudioError with a readable reason for unreadable, corrupt or empty input.
     """
     name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
     handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     try:
         with sf.SoundFile(handle) as f:
             file_sr = f.samplerate
+            if offset_seconds > 0:
+                f.seek(int(offset_seconds * file_sr))
             frames = -1 if max_seconds is None else int(max_seconds * file_sr)
             data = f.read(frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import soundfile as sf
 from tqdm import tqdm
 
 from wakeword.audio.io import (
@@ -68,8 +69,10 @@ class DataConfig:
     negative_dirs: tuple[str, ...] = ()  # user folders of speech / long recordings that are not the phrase
     noise_dirs: tuple[str, ...] = ()  # user folders of background noise, music
     window_s: float = 1.0  # classifier window; longer positives are skipped with a reason
-    max_file_s: float = 600.0  # user files are read up to this length
+    max_file_s: float = 600.0  # user files are read this much at a time (a longer negative / noise file
+    #                            becomes several jobs, so all of it is used; a longer positive is skipped)
     chunk_s: float = 10.0  # long user negatives/noise are cut into chunks of this length
+    min_positive_s: float = 0.2  # user positives with less sound than this (after trimming silence) are skipped
     workers: int = 3  # parallel TTS jobs (threads driving engine subprocesses)
     train_speakers: tuple[str, ...] = ("person:piper-joe",)  # always in train (the only neural voice)
 
@@ -81,7 +84,8 @@ class DataConfig:
               "n_noise": (0, None, True), "n_babble": (0, None, True), "n_words": (0, None, True),
               "n_music": (0, None, True), "music_s": (0, 600, False), "noise_s": (0, 600, False),
               "val_frac": (0, 1, True), "test_frac": (0, 1, True), "window_s": (0, 10, False),
-              "max_file_s": (0, None, False), "chunk_s": (0.25, None, True), "workers": (1, 64, True)}
+              "max_file_s": (0, None, False), "chunk_s": (0.25, None, True), "workers": (1, 64, True),
+              "min_positive_s": (0, None, True)}
 
     def __post_init__(self) -> None:
         from wakeword.validation import ConfigError
@@ -149,6 +153,10 @@ class Job:
     path: str = ""  # user file
     colour: str = ""  # synthetic noise colour
     seed: int = 0
+    offset_s: float = 0.0  # user file: where this job's part starts (seconds)
+    file_s: float = 0.0  # user file: its whole duration (seconds; 0 when unknown)
+    chunk_split: bool = False  # user negative / noise file without a speaker id: its chunks are split
+    #                            train / val / test in contiguous blocks of time (split_of_chunk)
 
 
 def _job_id(*parts) -> str:
@@ -179,14 +187,34 @@ def assign_splits(speakers: list[str], cfg: DataConfig) -> dict[str, str]:
     return out
 
 
-def _speaker_of_file(path: Path, root: Path) -> str:
-    """Speaker id of a user file: Speech-Commands style prefix ('abcd1234_nohash_0'), else its folder."""
+def _speaker_of_file(path: Path, root: Path, kind: str) -> str:
+    """Speaker id of a user file, which decides its split: a Speech-Commands style prefix
+    ('abcd1234_nohash_0'), else the sub-folder it is in (one folder per speaker: the same name under
+    the positive and the negative folders is the same person), else the file itself."""
     stem = path.stem
     if "_nohash_" in stem:
         return f"user:{stem.split('_nohash_')[0]}"
     rel = path.relative_to(root)
-    folder = rel.parts[0] if len(rel.parts) > 1 else root.name
-    return f"user:{root.name}/{folder}"
+    if len(rel.parts) > 1:
+        return f"user:{rel.parts[0]}"
+    return f"user-{kind}:{root.name}/{rel}"  # one stratum per kind: splits by file, per kind
+
+
+def split_of_chunk(t_s: float, file_s: float, cfg: DataConfig) -> str:
+    """Split of the chunk starting at ``t_s`` of a ``file_s`` long user recording without a speaker id:
+    the first (1 - val - test) of its time trains, then val, then test (contiguous blocks, so
+    neighbouring chunks rarely straddle splits)."""
+    f = t_s / file_s if file_s > 0 else 0.0
+    return "train" if f < 1 - cfg.val_frac - cfg.test_frac else "val" if f < 1 - cfg.test_frac else "test"
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """Size and modification time: a skipped file is read again once it changed."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _user_files(dirs: tuple[str, ...]) -> list[tuple[Path, Path]]:
@@ -241,8 +269,22 @@ def plan(cfg: DataConfig) -> list[Job]:
     for dirs, kind, label in ((cfg.positive_dirs, "positive", 1), (cfg.negative_dirs, "speech", 0),
                               (cfg.noise_dirs, "noise", 0)):
         for p, root in _user_files(dirs):
-            jobs.append(Job(_job_id("file", kind, str(p.resolve())), kind, label, "user", str(p),
-                            _speaker_of_file(p, root), path=str(p)))
+            speaker = _speaker_of_file(p, root, kind)
+            try:
+                file_s = sf.info(str(p)).duration
+            except Exception:  # unreadable: the job fails when rendered, with the reason
+                file_s = 0.0
+            # chunks of one recording spread over the splits only when no speaker id says who speaks
+            chunked = kind != "positive" and speaker.startswith("user-")
+            if kind == "positive" or file_s <= cfg.max_file_s:
+                jobs.append(Job(_job_id("file", kind, str(p.resolve())), kind, label, "user", str(p), speaker,
+                                path=str(p), file_s=file_s, chunk_split=chunked))
+                continue
+            for k in range(int(np.ceil(file_s / cfg.max_file_s))):  # the whole file, one part per job
+                off = k * cfg.max_file_s
+                jobs.append(Job(_job_id("file", kind, str(p.resolve()), off, cfg.max_file_s), kind, label, "user",
+                                f"{p}@{off:g}s", speaker, path=str(p), offset_s=off, file_s=file_s,
+                                chunk_split=chunked))
     return jobs
 
 
@@ -256,15 +298,19 @@ def _render(job: Job, cfg: DataConfig, backends: dict) -> list[np.ndarray]:
         rng = np.random.default_rng(job.seed)
         return [coloured_noise(job.colour, n, rng) * rng.uniform(0.02, 0.3)]
     if job.engine == "user":
-        audio = load_audio(job.path, max_seconds=cfg.max_file_s)
+        audio = load_audio(job.path, max_seconds=cfg.max_file_s, offset_seconds=job.offset_s)
         if float(np.abs(audio).max()) < 1e-4:
             raise AudioError("digital silence")
         if job.kind == "positive":
             if len(audio) > 4 * cfg.window_s * SAMPLE_RATE:
                 raise AudioError(f"positive longer than {4 * cfg.window_s:.1f} s")
+            sound_s = len(trim_silence(audio)) / SAMPLE_RATE
+            if sound_s < cfg.min_positive_s:
+                raise AudioError(f"positive too short: {sound_s:.3f} s of sound < min_positive_s "
+                                 f"{cfg.min_positive_s} s")
             return [audio]
         step = int(cfg.chunk_s * SAMPLE_RATE)
-        return [audio[i:i + step] for i in range(0, len(audio), step) if len(audio[i:i + step]) >= SAMPLE_RATE // 4]
+        return [audio[i:i + step] for i in range(0, len(audio), step)]  # too short a tail: dropped in build()
     backend = backends[job.engine]
     rate, pitch, variant, noise = job.prosody
     voice = Voice(job.engine, job.voice, job.speaker)
@@ -311,12 +357,30 @@ class BuildState:
                     self.skipped[rec["job_id"]] = rec
                 except (json.JSONDecodeError, KeyError):
                     continue
+        for job_id in self.done & set(self.skipped):  # skipped once, stored after the file was fixed
+            del self.skipped[job_id]
+        self.cut_path = data_dir / "cuts.jsonl"
+        self.cuts: list[dict] = []  # this build's: what of a used file was left out, and why
 
-    def skip(self, job_id: str, what: str, reason: str) -> None:
-        rec = {"job_id": job_id, "what": what, "reason": reason}
+    def skip(self, job_id: str, what: str, reason: str, fingerprint: str = "") -> None:
+        """Record a job that made nothing; a user file's ``fingerprint`` lets a later build retry it once the
+        file changed."""
+        rec = {"job_id": job_id, "what": what, "reason": reason, **({"fingerprint": fingerprint} if fingerprint else {})}
         self.skipped[job_id] = rec
         with open(self.skip_path, "a") as f:
             f.write(json.dumps(rec) + "\n")
+
+    def cut(self, job_id: str, what: str, reason: str) -> None:
+        """Record audio of a used file that was left out (a too-short tail)."""
+        rec = {"job_id": job_id, "what": what, "reason": reason}
+        self.cuts.append(rec)
+        with open(self.cut_path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+    def retry(self, job: Job) -> bool:
+        """A skipped user file whose content changed since it was skipped."""
+        rec = self.skipped.get(job.job_id)
+        return bool(rec and job.path and rec.get("fingerprint") and rec["fingerprint"] != file_fingerprint(job.path))
 
     def store(self, job_id: str, clips: list[np.ndarray], make_row) -> int:
         """Save clips (deduplicated by sha256) and append their rows; returns how many were new."""
@@ -341,6 +405,7 @@ class BuildState:
         if rows:
             append_rows(self.data_dir, rows)
             self.rows += rows
+            self.skipped.pop(job_id, None)  # a file skipped before and fixed since
         else:
             self.skip(job_id, job_id, "duplicate audio (same sha256 already stored)")
         self.done.add(job_id)
@@ -370,32 +435,44 @@ def _build_locked(cfg: DataConfig, data_dir: Path, progress: bool) -> dict:
     jobs = plan(cfg)
     splits = assign_splits([j.speaker for j in jobs], cfg)
     backends = {b.name: b for b in available_backends(list(cfg.engines) or None)}
-    todo = [j for j in jobs if j.job_id not in state.done and j.job_id not in state.skipped]
+    todo = [j for j in jobs if j.job_id not in state.done and (j.job_id not in state.skipped or state.retry(j))]
     logger.info("data build: %d jobs planned, %d to do", len(jobs), len(todo))
 
     def row_maker(job: Job):
-        src = json.dumps({"engine": job.engine, "prosody": job.prosody} if job.engine not in ("user",)
-                         else {"file": job.path})
         voice = job.voice + (f"+{job.prosody[2]}" if job.prosody and job.prosody[2] else "")
-        return lambda cid, rel, sha, dur: ClipRow(cid, rel, job.label, job.kind, job.engine, voice, job.speaker,
-                                                  splits[job.speaker], round(dur, 4), sha, job.text, src)
+
+        def make(cid, rel, sha, dur):
+            k = int(cid.split("#")[1]) if "#" in cid else 0
+            split, src = splits[job.speaker], {"engine": job.engine, "prosody": job.prosody}
+            if job.engine == "user":
+                t = job.offset_s + k * cfg.chunk_s  # where this chunk starts in the file
+                src = {"file": job.path, **({"offset_s": t} if job.kind != "positive" else {})}
+                if job.chunk_split:
+                    split = split_of_chunk(t, job.file_s, cfg)
+            return ClipRow(cid, rel, job.label, job.kind, job.engine, voice, job.speaker, split, round(dur, 4), sha,
+                           job.text, json.dumps(src))
+        return make
 
     with ThreadPoolExecutor(max_workers=max(1, cfg.workers)) as pool:
         futures = {pool.submit(_render, j, cfg, backends): j for j in todo}
         for fut in tqdm(as_completed(futures), total=len(futures), desc="data build", disable=not progress):
             job = futures[fut]
+            what = (job.voice if job.engine == "user" else "") or f"{job.engine}:{job.voice}:{job.text}"
+            fp = file_fingerprint(job.path) if job.path else ""
             try:
                 clips = fut.result()
             except AudioError as exc:
-                state.skip(job.job_id, job.path or f"{job.engine}:{job.voice}:{job.text}", str(exc))
+                state.skip(job.job_id, what, str(exc), fp)
                 continue
             except Exception as exc:  # an engine crash must not end the build
                 logger.exception("job %s failed", job.job_id)
-                state.skip(job.job_id, job.path or f"{job.engine}:{job.voice}:{job.text}",
-                           f"{type(exc).__name__}: {exc}")
+                state.skip(job.job_id, what, f"{type(exc).__name__}: {exc}", fp)
                 continue
+            if job.engine == "user" and clips and len(clips[-1]) < SAMPLE_RATE // 4:
+                tail = clips.pop()
+                state.cut(job.job_id, what, f"last {len(tail) / SAMPLE_RATE:.3f} s left out: a chunk needs 0.25 s")
             if not clips:
-                state.skip(job.job_id, job.path, "no usable audio (shorter than 0.25 s)")
+                state.skip(job.job_id, what, "no usable audio (shorter than 0.25 s)", fp)
                 continue
             state.store(job.job_id, clips, row_maker(job))
 
@@ -435,5 +512,7 @@ def make_report(cfg: DataConfig, state: BuildState, backends: dict, jobs: list[J
         "skipped": len(state.skipped),
         "skipped_reasons": dict(Counter(v["reason"].split(":")[0] for v in state.skipped.values())),
         "skipped_detail": list(state.skipped.values())[:200],
+        "cuts": len(state.cuts),  # this build's; all builds' in cuts.jsonl
+        "cut_detail": state.cuts[:200],
         "seconds": round(seconds, 1),
     }
