@@ -383,29 +383,22 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------- score
 def cmd_score(a: argparse.Namespace) -> int:
+    import numpy as np
+
     from wakeword.audio.io import AudioError, load_audio
+    from wakeword.evaluation.detectors import load_detector
     from wakeword.evaluation.metrics import detect_events
 
-    if a.model.endswith(".onnx"):
-        from wakeword.export import OnnxDetector
+    # Any detector spec: a checkpoint, a window export (float or INT8), a streaming export (fed hop by hop).
+    det = load_detector(a.model)
+    threshold = det.default_threshold if a.threshold is None else a.threshold
 
-        onnx_det = OnnxDetector(a.model)
-        hop = onnx_det.stride_samples / onnx_det.features["sample_rate"]
-        window_s = onnx_det.features["window_s"]
-
-        def score(audio):
-            return onnx_det.score_track(audio)[0]
-        default_threshold = onnx_det.default_threshold
-    else:
-        from wakeword.inference import Detector
-
-        det = Detector.load(a.model)
-        hop, window_s = det.hop_s, det.feat.window_s
-
-        def score(audio):
-            return det.score_track(audio)[0]
-        default_threshold = det.default_threshold
-    threshold = default_threshold if a.threshold is None else a.threshold
+    def score(audio):
+        det.reset()
+        need = int(np.ceil(det.first_end_s * det.sample_rate))  # audio for the first score
+        if len(audio) < need:
+            audio = np.concatenate([audio, np.zeros(need - len(audio), np.float32)])
+        return det.process(audio)
 
     results, failed = [], 0
     for f in a.files:
@@ -416,9 +409,9 @@ def cmd_score(a: argparse.Namespace) -> int:
             failed += 1
             continue
         s = score(audio)
-        times = detect_events(s, threshold, hop, a.refractory)
+        times = detect_events(s, threshold, det.hop_s, a.refractory)
         results.append({"file": f, "max_score": round(float(s.max()), 4),
-                        "events_s": [round(float(t) + window_s, 2) for t in times]})
+                        "events_s": [round(float(t) + det.first_end_s, 2) for t in times]})
     if a.json:
         print(json.dumps(results, indent=2))
     else:

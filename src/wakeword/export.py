@@ -159,10 +159,19 @@ class OnnxDetector:
         except Exception as exc:
             raise ValueError(f"{path} is not a loadable ONNX model: {exc}") from exc
         meta = self.session.get_modelmeta().custom_metadata_map
+        if meta.get("format") == ONNX_FORMAT + "-streaming":
+            raise ValueError(f"{path} is a streaming export: score it with `wakeword score` / `bench`, or "
+                             "OnnxStreamer (it is fed hop by hop), not as a window model")
         if meta.get("format") != ONNX_FORMAT:
             raise ValueError(f"{path} is not a wakeword ONNX export (no '{ONNX_FORMAT}' metadata)")
-        self.features = json.loads(meta["features"])
-        self.feat = FeatureConfig(**self.features)
+        try:
+            self.features = json.loads(meta["features"])
+            self.feat = FeatureConfig(**self.features)
+            if self.feat.sample_rate <= 0 or self.feat.window_samples <= 0:
+                raise ValueError("non-positive sample rate or window")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path} has broken wakeword metadata (its 'features' entry: {exc!r}); "
+                             "export the model again") from None
         self.metadata = {"path": str(path), **{k: v for k, v in meta.items() if k != "features"}}
         self.window_samples = self.feat.window_samples
         self.stride_samples = self.feat.score_stride * self.feat.hop_length
@@ -184,10 +193,11 @@ class OnnxDetector:
             raise ValueError(f"expected mono audio (samples,), got shape {audio.shape}")
         if len(audio) < self.window_samples:
             audio = np.concatenate([audio, np.zeros(self.window_samples - len(audio), np.float32)])
-        n = 1 + (len(audio) - self.window_samples) // self.stride_samples
-        idx = np.arange(n)[:, None] * self.stride_samples + np.arange(self.window_samples)[None]
-        wins = audio[idx]
-        scores = np.concatenate([self.score_windows(wins[i:i + batch]) for i in range(0, n, batch)])
+        # A view of every window, copied one batch at a time: memory stays flat however long the track
+        # (materialising all windows of 20 minutes took 3.45 GB).
+        wins = np.lib.stride_tricks.sliding_window_view(audio, self.window_samples)[::self.stride_samples]
+        scores = np.concatenate([self.score_windows(np.ascontiguousarray(wins[i:i + batch]))
+                                 for i in range(0, len(wins), batch)])
         return scores, self.feat.score_hop_s
 
 
@@ -605,11 +615,21 @@ class OnnxStreamer:
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ValueError(f"{path} is not a loadable ONNX model: {exc}") from exc
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("format") != ONNX_FORMAT + "-streaming":
             raise ValueError(f"{path} is not a wakeword streaming export")
-        self.c = json.loads(meta["stream"])
+        try:
+            self.c = json.loads(meta["stream"])
+            for key in ("sample_rate", "chunk", "sample_cache", "warmup_calls"):
+                if not isinstance(self.c[key], int) or self.c[key] < (0 if key == "warmup_calls" else 1):
+                    raise ValueError(f"{key} = {self.c[key]!r}")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path} has broken wakeword streaming metadata ({exc!r}); export the model again") \
+                from None
         self.record: list | None = None  # when a list: every call's inputs are appended (INT8 calibration)
         self.reset()
 

@@ -52,6 +52,11 @@ def load_audio(
     """
     name = "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
     handle = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    if not isinstance(source, (bytes, bytearray)):  # libsndfile would only say "System error"
+        if not Path(source).exists():
+            raise AudioError(f"no such file: {name}")
+        if Path(source).is_dir():
+            raise AudioError(f"{name} is a folder, not an audio file")
     try:
         with sf.SoundFile(handle) as f:
             file_sr = f.samplerate
