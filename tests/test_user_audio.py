@@ -16,8 +16,8 @@ SR = 16000
 
 
 def _cfg(**kw) -> DataConfig:
-    base = dict(phrase="hello robot", n_positive=0, n_adversarial=0, n_speech=0, n_noise=0, n_babble=0, n_words=0,
-                engines=("espeak-ng",))
+    base = {"phrase": "hello robot", "n_positive": 0, "n_adversarial": 0, "n_speech": 0, "n_noise": 0,
+            "n_babble": 0, "n_words": 0, "engines": ("espeak-ng",)}
     base.update(kw)
     return DataConfig(**base)
 

@@ -272,8 +272,8 @@ def plan(cfg: DataConfig) -> list[Job]:
             speaker = _speaker_of_file(p, root, kind)
             try:
                 file_s = sf.info(str(p)).duration
-            except Exception:  # unreadable: the job fails when rendered, with the reason
-                file_s = 0.0
+            except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError):
+                file_s = 0.0  # unreadable: the job fails when rendered, with the reason
             # chunks of one recording spread over the splits only when no speaker id says who speaks
             chunked = kind != "positive" and speaker.startswith("user-")
             if kind == "positive" or file_s <= cfg.max_file_s:
