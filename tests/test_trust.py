@@ -207,3 +207,22 @@ def test_a_phrase_starting_with_a_dash_is_spoken_not_parsed_as_an_option(tmp_pat
     marker = tmp_path / "written.wav"
     audio = b.synthesize(f"-w{marker}", b.voices()[0], Prosody())  # as an argument: write to a file
     assert len(audio) > 0.3 * 16000 and not marker.exists()
+
+
+def test_hpo_and_distill_configs_are_checked_too(tmp_path):
+    from wakeword.hpo.study import HpoConfig
+    from wakeword.training.distill import DistillConfig
+    from wakeword.validation import ConfigError
+
+    y = tmp_path / "hpo.yaml"
+    y.write_text("hpo:\n  data_dir: d\n  population: big\n  pbt: {interval: 0}\n")
+    with pytest.raises(ConfigError) as e:
+        HpoConfig.from_yaml(y)
+    assert "hpo.population = 'big': expected an integer" in str(e.value)
+    y.write_text("hpo: [1, 2]\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        HpoConfig.from_yaml(y)
+    with pytest.raises(ConfigError) as e:
+        DistillConfig.from_dict({"teachers": ["t.pt"], "kd_weight": -1, "cache": "yes"})
+    assert str(e.value).splitlines()[1:] == ["  distill.kd_weight = -1: expected a value >= 0",
+                                             "  distill.cache = 'yes': expected true or false"]

@@ -10,6 +10,7 @@ child is enqueued (``study.enqueue_trial``) with its lineage in user attributes;
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import numpy as np
 
@@ -27,11 +28,22 @@ class PBTConfig:
     factors: tuple[float, float] = (0.8, 1.2)  # explore multipliers
     budget_frac: float = 0.5  # a child trains for this share of a fresh trial's steps
 
+    # (low, high, low included); checked with the types on load: wakeword.validation
+    LIMITS: ClassVar[dict[str, tuple]] = {"interval": (1, None, True), "warmup": (0, None, True),
+                                          "top_frac": (0, 1, False), "perturb_prob": (0, 1, True),
+                                          "resample_prob": (0, 1, True), "budget_frac": (0, 1, False)}
+
     @classmethod
     def from_dict(cls, d: dict) -> PBTConfig:
         known = {f.name for f in fields(cls)}
         if set(d) - known:
             raise ValueError(f"unknown pbt keys: {sorted(set(d) - known)}; known: {sorted(known)}")
+        from wakeword.validation import ConfigError, check_config, yaml_numbers
+
+        d = yaml_numbers(cls, d)
+        problems = check_config(cls, d, "hpo.pbt")
+        if problems:
+            raise ConfigError("pbt config", problems)
         d = dict(d)
         if "factors" in d:
             d["factors"] = tuple(d["factors"])

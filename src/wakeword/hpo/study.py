@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -40,11 +41,19 @@ class HpoConfig:
     pbt: dict = field(default_factory=dict)  # PBTConfig overrides
     enqueue_default: bool = True  # trial 0 = the base configuration, the reference to beat
 
+    # (low, high, low included); checked with the types on load: wakeword.validation
+    LIMITS: ClassVar[dict[str, tuple]] = {"latency_reps": (1, None, True), "population": (2, None, True)}
+
     @classmethod
     def from_dict(cls, d: dict) -> HpoConfig:
         known = {f.name for f in fields(cls)}
         if set(d) - known:
             raise ValueError(f"unknown hpo config keys: {sorted(set(d) - known)}; known: {sorted(known)}")
+        from wakeword.validation import ConfigError, check_config
+
+        problems = check_config(cls, d, "hpo")
+        if problems:
+            raise ConfigError("hpo config", problems)
         cfg = cls(**d)
         cfg.check()
         return cfg

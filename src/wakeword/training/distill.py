@@ -16,6 +16,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -54,12 +55,21 @@ class DistillConfig:
     cache: bool = False  # precompute teacher outputs for fixed augmentation draws; teachers leave memory
     amp: bool = True  # teachers in bfloat16 autocast on GPU
 
+    # (low, high, low included); checked with the types on load: wakeword.validation
+    LIMITS: ClassVar[dict[str, tuple]] = {"kd_weight": (0, None, True), "feature_weight": (0, None, True)}
+
     @classmethod
     def from_dict(cls, d: dict) -> DistillConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown distill config keys: {sorted(unknown)}; known: {sorted(known)}")
+        from wakeword.validation import ConfigError, check_config, yaml_numbers
+
+        d = yaml_numbers(cls, d)
+        problems = check_config(cls, d, "distill")
+        if problems:
+            raise ConfigError("distill config", problems)
         d = dict(d)
         teachers = []
         for t in d.get("teachers", ()):
