@@ -136,6 +136,12 @@ def test_manifest_reader_reads_each_clip_once(tiny_data, tmp_path):
     (data / "manifest.csv").write_text(header + "\n" + body + body)  # what two racing writers left behind
     rows = read_manifest(data)
     assert len(rows) == len(read_manifest(tiny_data)) == len({r.clip_id for r in rows})
+    # a row pointing out of the data folder (a crafted manifest) is never read
+    evil = body.splitlines()[0].split(",")
+    evil[0], evil[1] = "evil", "../../../etc/passwd"
+    with open(data / "manifest.csv", "a") as f:
+        f.write(",".join(evil) + "\n")
+    assert "evil" not in {r.clip_id for r in read_manifest(data)}
 
 
 # ------------------------------------------------------------------ configs and phrases

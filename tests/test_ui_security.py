@@ -89,6 +89,30 @@ def test_paths_outside_the_workspace_are_never_registered_or_served(ws, tmp_path
     assert r.status_code == 303 and MiningStore(ws).sources() == [str(outside / "secret.wav")]
 
 
+def test_a_model_whose_data_folder_lies_outside_is_not_mined_or_injected_into(ws, tmp_path):
+    import json
+
+    import torch
+
+    from wakeword.features.logmel import FeatureConfig
+    from wakeword.models.kws import WakeWordModel
+    from wakeword.training.checkpoint import save_checkpoint
+
+    outside = tmp_path / "outside_data"
+    outside.mkdir()
+    run = ws / "runs" / "dropped"
+    torch.manual_seed(0)
+    save_checkpoint(run / "best.pt", WakeWordModel("mobilenetv3", {"width": 0.5}, FeatureConfig()), {})
+    (run / "config.json").write_text(json.dumps({"data_dir": str(outside), "train": {}}))
+    c = _client(ws)
+    csrf = c.cookies.get("ww_csrf")
+    for url, form in (("/mine", {}), ("/queue/inject", {}), ("/retrain", {"epochs": "1"}),
+                      ("/benchmark/run", {"set_name": "test"})):
+        r = c.post(url, data={"model": "runs/dropped/best.pt", "csrf": csrf, **form})
+        assert r.status_code == 400 and "outside the workspace" in r.text, url
+    assert MiningStore(ws).jobs() == []
+
+
 def test_token_required_when_set(ws):
     c = TestClient(create_app(ws, host="0.0.0.0", allowed_host=("box.lan",), token="s3cret"),
                    base_url="http://box.lan:8765")

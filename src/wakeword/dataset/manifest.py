@@ -58,6 +58,9 @@ def read_manifest(data_dir: str | Path) -> list[ClipRow]:
             if r["clip_id"] in seen:
                 repeated += 1
                 continue
+            if Path(r["path"]).is_absolute() or ".." in Path(r["path"]).parts:
+                logger.warning("%s: row %s points outside the data folder (%s): ignored", path, r["clip_id"], r["path"])
+                continue
             try:
                 rows.append(ClipRow(**{**r, "label": int(r["label"]), "duration_s": float(r["duration_s"])}))
             except (TypeError, ValueError, KeyError):

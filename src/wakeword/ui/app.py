@@ -119,6 +119,8 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
     def model_by_rel(rel: str) -> dict:
         for m in discover_models(ws):
             if m["rel"] == rel:
+                if m["data_dir"]:  # its data folder is read (and written, by injection): inside too
+                    m["data_dir"] = str(readable(m["data_dir"], "the model's data folder"))
                 return m
         raise HTTPException(400, f"unknown model '{rel}': choose one of the workspace's checkpoints")
 
@@ -135,6 +137,8 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
     def readable(path: str | Path, what: str) -> Path:
         """``path`` resolved (symlinks too) if it lies in the workspace or an allowed folder; else 400."""
         p = inside(path, roots)
+        if p is None and not os.path.exists(path):
+            raise HTTPException(400, f"{what} {path} does not exist")
         if p is None:
             raise HTTPException(400, f"{what} {path} is outside the workspace {ws} and the allowed folders "
                                      "(start `wakeword serve --allow-dir FOLDER` to allow one)")
