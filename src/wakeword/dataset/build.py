@@ -30,7 +30,7 @@ from wakeword.audio.io import (
 )
 from wakeword.audio.mixing import NOISE_COLOURS, coloured_noise
 from wakeword.audio.music import synth_music
-from wakeword.audio.tts import Prosody, Voice, available_backends
+from wakeword.audio.tts import BACKENDS, Prosody, Voice, available_backends
 from wakeword.dataset.manifest import ClipRow, append_rows, read_manifest
 from wakeword.dataset.text import adversarial_texts, normalise, speech_texts, word_texts
 
@@ -58,7 +58,12 @@ class DataConfig:
     # Share of clips per engine. festival renders ~2.5 clips/s against 20-50 for the others
     # (docs/BENCHMARKS.md), so it gets a smaller share to keep the build fast.
     engine_weights: dict = field(default_factory=lambda: {"espeak-ng": 3.0, "flite": 2.0, "festival": 0.6,
-                                                          "piper": 2.0})
+                                                          "piper": 2.0, "kokoro": 3.0})
+    # Per-kind overrides of engine_weights ({kind: {engine: weight}}): Kokoro (natural voices, ~2.5 CPU s a
+    # clip against 0.02-0.4 s for the others) is worth most on positives and near-phrases.
+    engine_weights_by_kind: dict = field(default_factory=dict)
+    kokoro_mix_prob: float = 0.6  # share of Kokoro clips spoken by a convex mix of 2-3 base voices (a new speaker)
+    kokoro_accented: bool = True  # also Kokoro's 26 non-English voices reading English (accented speakers)
     rate_range: tuple[float, float] = (0.8, 1.3)  # speaking-rate factors drawn per clip
     pitch_range: tuple[float, float] = (0.75, 1.3)  # pitch factors drawn per clip
     val_frac: float = 0.15  # fraction of speakers held out for validation
@@ -111,6 +116,12 @@ def _stratum(speaker: str) -> str:
     return speaker.split(":", 1)[0]
 
 
+def _mix_bases(speaker: str) -> list[str]:
+    """'kokoro:a+b' -> ['kokoro:a', 'kokoro:b'] (a voice mix); [] for a single speaker."""
+    family, _, ids = speaker.partition(":")
+    return [f"{family}:{i}" for i in ids.split("+")] if "+" in ids else []
+
+
 def assign_splits(speakers: list[str], cfg: DataConfig) -> dict[str, str]:
     """Speaker -> split, disjoint by speaker, stratified by speaker family (espeak / person / user / noise).
 
@@ -119,7 +130,9 @@ def assign_splits(speakers: list[str], cfg: DataConfig) -> dict[str, str]:
     """
     by_stratum: dict[str, list[str]] = {}
     out = {s: "train" for s in cfg.train_speakers}
-    for s in sorted(set(speakers) - set(out)):
+    mixes = {s for s in speakers if _mix_bases(s)}
+    singles = (set(speakers) - mixes) | {b for m in mixes for b in _mix_bases(m)}
+    for s in sorted(singles - set(out)):
         by_stratum.setdefault(_stratum(s), []).append(s)
     for group in by_stratum.values():
         group.sort(key=lambda s: hashlib.sha1(f"{cfg.seed}:{s}".encode()).hexdigest())
@@ -128,7 +141,43 @@ def assign_splits(speakers: list[str], cfg: DataConfig) -> dict[str, str]:
         n_val = max(1, round(cfg.val_frac * n)) if n >= 3 else 0
         for i, s in enumerate(group):
             out[s] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    for m in mixes:  # a mix of voices is heard only where its voices are (the planner mixes within a split)
+        found = {out[b] for b in _mix_bases(m)}
+        if len(found) != 1:
+            raise ValueError(f"voice mix {m} spans splits {sorted(found)}")
+        out[m] = found.pop()
     return out
+
+
+def kokoro_voice_plan(backends: dict, cfg: DataConfig) -> tuple[list, dict[str, str]]:
+    """Kokoro's base voices for this config and their splits ([], {} without Kokoro).
+
+    Every base voice takes part in the split assignment whether or not a clip uses it alone, so the planner
+    (which mixes voices within one split) and the build agree on every voice's split."""
+    backend = backends.get("kokoro")
+    if backend is None:
+        return [], {}
+    base = backend.base_voices(accented=cfg.kokoro_accented)
+    return base, assign_splits([v.speaker for v in base], cfg)
+
+
+def kokoro_voice(rng: random.Random, base: list, splits: dict[str, str], first, mix_prob: float) -> Voice:
+    """A Kokoro voice for one clip: ``first`` alone, or (with ``mix_prob``) a convex mix of it with 1-2 other base
+    voices of the same split, Dirichlet weights, seeded per clip by ``rng``."""
+    from wakeword.audio.tts import mix_name
+
+    if rng.random() >= mix_prob:
+        return first
+    pool = [v for v in base if v.name != first.name and splits[v.speaker] == splits[first.speaker]]
+    if not pool:
+        return first
+    others = rng.sample(pool, min(len(pool), rng.choice((1, 2))))
+    raw = [rng.gammavariate(1.0, 1.0) + 0.05 for _ in range(len(others) + 1)]
+    weights = [round(w / sum(raw), 3) for w in raw]
+    weights[0] = round(1.0 - sum(weights[1:]), 3)
+    names = [first.name] + [v.name for v in others]
+    name = mix_name(list(zip(names, weights)))
+    return Voice("kokoro", name, "kokoro:" + "+".join(sorted(names)))
 
 
 def _speaker_of_file(path: Path, root: Path) -> str:
@@ -160,13 +209,21 @@ def plan(cfg: DataConfig) -> list[Job]:
         voices = {b.name: b.voices() for b in backends}
         variants = {b.name: b.variants() for b in backends}
         names = [b.name for b in backends if voices[b.name]]
-        weights = [cfg.engine_weights.get(n, 1.0) for n in names]
+        k_base, k_splits = kokoro_voice_plan({b.name: b for b in backends}, cfg)
+        if k_base:
+            voices["kokoro"] = k_base
 
         def tts_jobs(kind: str, label: int, texts: list[str]) -> None:
+            table = {**cfg.engine_weights, **cfg.engine_weights_by_kind.get(kind, {})}
+            weights = [float(table.get(n, 1.0)) for n in names]
+            if sum(weights) <= 0:
+                raise ValueError(f"engine weights for {kind} clips are all zero")
             for i, text in enumerate(texts):
                 engine = rng.choices(names, weights)[0]
                 voice: Voice = voices[engine][i % len(voices[engine])] if kind == "positive" else \
                     rng.choice(voices[engine])
+                if engine == "kokoro":
+                    voice = kokoro_voice(rng, k_base, k_splits, voice, cfg.kokoro_mix_prob)
                 prosody = (round(rng.uniform(*cfg.rate_range), 3), round(rng.uniform(*cfg.pitch_range), 3),
                            rng.choice(variants[engine]), round(rng.uniform(0.4, 0.9), 3))
                 jid = _job_id(kind, engine, voice.name, text, prosody)
@@ -315,14 +372,19 @@ def build(cfg: DataConfig, data_dir: str | Path, progress: bool = True) -> dict:
     cfg_file.write_text(json.dumps(cfg.to_dict(), indent=2))
     state = BuildState(data_dir)
     jobs = plan(cfg)
-    splits = assign_splits([j.speaker for j in jobs], cfg)
     backends = {b.name: b for b in available_backends(list(cfg.engines) or None)}
+    k_base, _ = kokoro_voice_plan(backends, cfg)
+    splits = assign_splits([j.speaker for j in jobs] + [v.speaker for v in k_base], cfg)
     todo = [j for j in jobs if j.job_id not in state.done and j.job_id not in state.skipped]
     logger.info("data build: %d jobs planned, %d to do", len(jobs), len(todo))
 
     def row_maker(job: Job):
-        src = json.dumps({"engine": job.engine, "prosody": job.prosody} if job.engine not in ("user",)
-                         else {"file": job.path})
+        meta: dict = {"engine": job.engine, "prosody": job.prosody} if job.engine != "user" else {"file": job.path}
+        if job.engine == "kokoro":  # base voices and their weights (a mix of voices is a new speaker)
+            from wakeword.audio.tts import parse_mix
+
+            meta["voices"] = dict(parse_mix(job.voice))
+        src = json.dumps(meta)
         voice = job.voice + (f"+{job.prosody[2]}" if job.prosody and job.prosody[2] else "")
         return lambda cid, rel, sha, dur: ClipRow(cid, rel, job.label, job.kind, job.engine, voice, job.speaker,
                                                   splits[job.speaker], round(dur, 4), sha, job.text, src)
@@ -372,7 +434,7 @@ def make_report(cfg: DataConfig, state: BuildState, backends: dict, jobs: list[J
     return {
         "phrase": cfg.phrase,
         "engines_used": sorted(backends),
-        "engines_missing": sorted(set(cfg.engines or ("espeak-ng", "flite", "festival", "piper")) - set(backends)),
+        "engines_missing": sorted(set(cfg.engines or BACKENDS) - set(backends)),
         "clips": len(rows),
         "hours": round(sum(r.duration_s for r in rows) / 3600, 4),
         "by_split_kind": {f"{s}/{k}": n for (s, k), n in sorted(counts.items())},
