@@ -194,3 +194,29 @@ def test_training_from_the_cache_selects_by_frr_and_calibrates_to_a_false_accept
     assert len(log) == 2
     with pytest.raises(ValueError, match="frozen embedding"):
         fit(TrainConfig(cache_draws=2, epochs=1, steps_per_epoch=1), tiny_data, tmp_path / "run2", progress=False)
+
+
+def test_bench_scores_through_shared_embeddings_equal_the_checkpoints_own(tmp_path, speech_audio):
+    """An ablation benches many heads on one frozen embedding: embeddings of the bench audio are computed once and
+    shared; the scores equal the checkpoint's own, and the CPU cost is reported as not measured."""
+    pytest.importorskip("openwakeword")
+    from wakeword.evaluation.bench import BenchConfig, PreparedSet, score_detector
+    from wakeword.evaluation.detectors import load_detector
+    from wakeword.features.logmel import FeatureConfig
+    from wakeword.models.kws import WakeWordModel
+    from wakeword.models.speech_embedding import window_seconds
+    from wakeword.training.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    m = WakeWordModel("speech_embedding", {"hidden": 8, "context": 16}, FeatureConfig(window_s=window_seconds(16)))
+    save_checkpoint(tmp_path / "m.pt", m.eval(), {"train": {}}, metrics={}, extra={"threshold": 0.7})
+    audio = np.concatenate([speech_audio, speech_audio[::-1]]).astype(np.float32)
+    ps = PreparedSet("s", None, [("p", audio[: 3 * SAMPLE_RATE])], [("n1", audio), ("n2", audio[::2].copy())], [])
+    ref, ref_cost = score_detector(load_detector(f"a={tmp_path / 'm.pt'}"), ps, BenchConfig(), progress=False)
+    for _ in range(2):  # computed, then read back from the folder
+        got, cost = score_detector(load_detector(f"a={tmp_path / 'm.pt'}", embedding_cache=tmp_path / "emb"), ps,
+                                   BenchConfig(), progress=False)
+        assert np.allclose(got.pos_scores, ref.pos_scores, atol=1e-5)
+        assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(got.neg_streams, ref.neg_streams))
+        assert np.isnan(cost["cpu_s_per_audio_hour"]) and ref_cost["cpu_s_per_audio_hour"] > 0
+    assert len(list((tmp_path / "emb").glob("*.npy"))) == 2  # the positive and the one negative stream

@@ -177,13 +177,14 @@ class EmbeddingTrackScorer:
     audio every epoch through the one scoring protocol (``evaluation.evaluate.score_set``) for the cost of the head.
     """
 
-    def __init__(self, model, cache_dir: Path | None = None):
+    def __init__(self, model, cache_dir: Path | None = None, dtype=np.float16, memory: bool = True):
         self.model, self.feat = model, model.feat
-        self.cache_dir = cache_dir
+        self.cache_dir, self.dtype, self.memory = cache_dir, dtype, memory  # memory: also keep them in RAM
         self._emb: dict[str, np.ndarray] = {}
+        self._weights = weights_digest(model.backbone.embedding)
 
     def embeddings(self, audio: np.ndarray) -> np.ndarray:
-        key = audio_digest([audio])
+        key = digest(audio_digest([audio]), self._weights, np.dtype(self.dtype).str)
         e = self._emb.get(key)
         if e is None:
             path = None if self.cache_dir is None else self.cache_dir / f"{key}.npy"
@@ -192,13 +193,14 @@ class EmbeddingTrackScorer:
             else:
                 with torch.no_grad():
                     t = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-                    e = self.model.backbone.track_embeddings(t).T.numpy().astype(np.float16)
+                    e = self.model.backbone.track_embeddings(t).T.numpy().astype(self.dtype)
                 if path is not None:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     tmp = path.with_name(f"{key}.{os.getpid()}.tmp.npy")
                     np.save(tmp, e)
                     tmp.replace(path)
-            self._emb[key] = e
+            if self.memory:
+                self._emb[key] = e
         return e
 
     @torch.no_grad()
