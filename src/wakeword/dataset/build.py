@@ -71,6 +71,8 @@ class DataConfig:
     positive_dirs: tuple[str, ...] = ()  # user folders of real wake-word recordings
     negative_dirs: tuple[str, ...] = ()  # user folders of speech / long recordings that are not the phrase
     noise_dirs: tuple[str, ...] = ()  # user folders of background noise, music
+    optional_negative_dirs: tuple[str, ...] = ()  # like negative_dirs, but a folder that is not there is skipped
+    #                                               (system packages such as Debian's Asterisk prompts: real speech)
     window_s: float = 1.0  # classifier window; longer positives are skipped with a reason
     max_file_s: float = 600.0  # user files are read up to this length
     chunk_s: float = 10.0  # long user negatives/noise are cut into chunks of this length
@@ -87,7 +89,8 @@ class DataConfig:
         if unknown:
             raise ValueError(f"unknown data config keys: {sorted(unknown)}")
         d = dict(d)
-        for k in ("engines", "train_speakers", "rate_range", "pitch_range", "positive_dirs", "negative_dirs", "noise_dirs"):
+        for k in ("engines", "train_speakers", "rate_range", "pitch_range", "positive_dirs", "negative_dirs", "noise_dirs",
+                  "optional_negative_dirs"):
             if k in d and d[k] is not None:
                 d[k] = tuple(d[k])
         return cls(**d)
@@ -247,11 +250,15 @@ def plan(cfg: DataConfig) -> list[Job]:
         # 13 "composers": the speaker id decides the split, so held-out splits get unheard pieces.
         jobs.append(Job(_job_id("music", cfg.seed, i, cfg.music_s), "music", 0, "synthetic", "music",
                         f"music:{i % 13}", seed=cfg.seed * 100_019 + i))
-    for dirs, kind, label in ((cfg.positive_dirs, "positive", 1), (cfg.negative_dirs, "speech", 0),
+    optional = tuple(d for d in cfg.optional_negative_dirs if Path(d).expanduser().is_dir())
+    for d in sorted(set(cfg.optional_negative_dirs) - set(optional)):
+        logger.info("optional negative folder %s is not there: skipped", d)
+    for dirs, kind, label in ((cfg.positive_dirs, "positive", 1), (cfg.negative_dirs + optional, "speech", 0),
                               (cfg.noise_dirs, "noise", 0)):
         for p, root in _user_files(dirs):
-            jobs.append(Job(_job_id("file", kind, str(p.resolve())), kind, label, "user", str(p),
-                            _speaker_of_file(p, root), path=str(p)))
+            # a system package is one speaker (its sub-folders are the same person)
+            speaker = f"user:{root.name}" if str(root) in optional else _speaker_of_file(p, root)
+            jobs.append(Job(_job_id("file", kind, str(p.resolve())), kind, label, "user", str(p), speaker, path=str(p)))
     return jobs
 
 

@@ -77,6 +77,23 @@ class _Draws(Dataset):
         return torch.from_numpy(x), k
 
 
+def all_cores(backbone) -> None:
+    """Let the frozen embedding's onnxruntime session use every core: building a cache is most of a run's work,
+    while the head trains fastest on one thread (torch's own thread count is left as it is)."""
+    from wakeword.models.speech_embedding import _ORT_SESSIONS
+
+    n = os.cpu_count() or 1
+    before = torch.get_num_threads()
+    if n <= before:
+        return
+    _ORT_SESSIONS.pop(backbone.embedding, None)
+    torch.set_num_threads(n)
+    try:
+        backbone.embedding.embed_frames(torch.zeros(1, 76, backbone.embedding.n_mels))  # the session, with n threads
+    finally:
+        torch.set_num_threads(before)
+
+
 def _embed_windows(backbone, audio: torch.Tensor) -> np.ndarray:
     """(B, samples) -> (B, 96, E) float16 embeddings of each window."""
     with torch.no_grad():
@@ -116,7 +133,7 @@ def train_cache(ds, backbone, draws: int, cache_root: Path, key_extra: dict, pro
     todo = [s for s in range(0, total, CHUNK) if not (d / f"part-{s:09d}.npy").exists()]
     logger.info("training embeddings: %d windows (%d draws x %d clips), %d chunks to compute in %s", total, draws,
                 len(ds), len(todo), d)
-    tail = None
+    all_cores(backbone)
     bar = tqdm(total=len(todo) * CHUNK, desc="embedding cache", unit="win", disable=not progress)
     for start in todo:
         stop = min(total, start + CHUNK)
@@ -160,6 +177,7 @@ def track_cache(backbone, tracks: list[np.ndarray], cache_root: Path, name: str,
         with np.load(path) as z:
             return [z[f"t{i}"] for i in range(len(tracks))]
     out = []
+    all_cores(backbone)
     for t in tqdm(tracks, desc=f"embedding {name}", disable=not progress):
         with torch.no_grad():
             e = backbone.track_embeddings(torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32)))

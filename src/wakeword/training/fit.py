@@ -71,6 +71,10 @@ class TrainConfig:
     cache_draws: int = 0  # > 0 (backbones with a frozen embedding: speech_embedding): embed this many fixed
     #                       augmentation draws of every training window once (stored under <data>/cache/, reused by
     #                       every run with the same data, augmentation, seed and embedding), train the head on them
+    cache_seed: int = 0  # seed of the cached augmentation draws (-1: the run's seed); shared by default, so runs
+    #                      of every seed train on one cache (their seeds still set weights, sampling, dropout)
+    exclude_engines: tuple[str, ...] = ()  # TTS engines whose clips are left out (e.g. ("kokoro",): the data
+    #                                        lever measured without rebuilding the data folder)
     neg_weight: float = 1.0  # loss weight of negative windows (> 1 pushes false accepts down, at recall's cost)
     neg_weight_ramp: bool = False  # raise the negative weight linearly from 1 to neg_weight over the run
     focal_gamma: float = 0.0  # > 0: focal loss (down-weights windows the model already gets right)
@@ -92,7 +96,8 @@ class TrainConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown train config keys: {sorted(unknown)}; known: {sorted(known)}")
-        d = {k: tuple(v) if k in ("noise_dirs", "rir_dirs", "exclude_kinds", "background_kinds") else v
+        d = {k: tuple(v) if k in ("noise_dirs", "rir_dirs", "exclude_kinds", "background_kinds", "exclude_engines")
+             else v
              for k, v in d.items()}
         return cls(**d)
 
@@ -313,7 +318,7 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         unknown = set(getattr(cfg, name)) - set(KINDS)
         if unknown:
             raise ValueError(f"{name}: unknown kinds {sorted(unknown)}; known: {list(KINDS)}")
-    rows = [r for r in rows if r.kind not in cfg.exclude_kinds]
+    rows = [r for r in rows if r.kind not in cfg.exclude_kinds and r.engine not in cfg.exclude_engines]
     train_rows, val_rows = select(rows, "train"), select(rows, "val")
     for name, rs in (("train", train_rows), ("val", val_rows)):
         if not any(r.label == 1 for r in rs) or not any(r.label == 0 for r in rs):
@@ -368,7 +373,9 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
             cache_root = data_dir / "cache"
             scorer = EmbeddingTrackScorer(model, cache_root / "tracks")
         if cached:
-            emb = train_cache(ds, model.backbone, cfg.cache_draws, cache_root, {"window": model.window_len},
+            seed = cfg.seed if cfg.cache_seed < 0 else cfg.cache_seed
+            cds = ds if seed == cfg.seed else TrainWindows(train_rows, train_clips, feat, ds.aug, noises, rirs, seed)
+            emb = train_cache(cds, model.backbone, cfg.cache_draws, cache_root, {"window": model.window_len},
                               progress=progress, num_workers=cfg.num_workers)
             train_ds = CachedWindows(emb, ds.labels, cfg.cache_draws)
             weights = weights.repeat(cfg.cache_draws) / cfg.cache_draws
