@@ -220,3 +220,17 @@ def test_bench_scores_through_shared_embeddings_equal_the_checkpoints_own(tmp_pa
         assert all(np.allclose(a, b, atol=1e-5) for a, b in zip(got.neg_streams, ref.neg_streams))
         assert np.isnan(cost["cpu_s_per_audio_hour"]) and ref_cost["cpu_s_per_audio_hour"] > 0
     assert len(list((tmp_path / "emb").glob("*.npy"))) == 2  # the positive and the one negative stream
+
+
+def test_optional_negative_folders_are_used_when_there_as_one_speaker_each(tmp_path):
+    import soundfile as sf
+
+    pkg = tmp_path / "fr_CA_f_June"
+    (pkg / "digits").mkdir(parents=True)
+    for rel in ("hello.wav", "digits/1.wav"):
+        sf.write(pkg / rel, np.random.default_rng(0).normal(0, 0.1, SAMPLE_RATE).astype(np.float32), SAMPLE_RATE)
+    cfg = DataConfig(n_positive=0, n_adversarial=0, n_speech=0, n_words=0, n_noise=0, engines=("espeak-ng",),
+                     optional_negative_dirs=(str(pkg), str(tmp_path / "not_installed")))
+    jobs = [j for j in plan(cfg) if j.engine == "user"]
+    assert len(jobs) == 2 and {j.speaker for j in jobs} == {"user:fr_CA_f_June"}  # sub-folders: the same person
+    assert all(j.kind == "speech" and j.label == 0 for j in jobs)
