@@ -171,6 +171,9 @@ def window_loss(logits: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, st
     return loss.mean()
 
 
+CALIBRATION_TARGETS = (0.5, 1.0, 2.0, 5.0, 10.0)  # FA/h on the validation stream: thresholds recorded per epoch
+
+
 def stream_validation(model: WakeWordModel, scorer, rows: list[ClipRow], clips: list[np.ndarray],
                       cfg: TrainConfig, noises: list[np.ndarray]) -> dict[str, float]:
     """Validation through the evaluation protocol: positives padded with silence (clip max), negatives played as
@@ -189,6 +192,9 @@ def stream_validation(model: WakeWordModel, scorer, rows: list[ClipRow], clips: 
     out = {"val_pauc": p.normalised, "val_pauc_mcclish": p.mcclish, "val_eer": e, "val_frr_at_target": op.frr,
            "val_fa_target": cfg.target_fa_per_hour,
            "val_stream_hours": sum(len(s) for s in sc.neg_streams) * sc.hop_s / 3600}
+    for t in CALIBRATION_TARGETS:  # what other calibration targets would choose (the ablation compares them)
+        op_t = metrics.frr_at_fa_per_hour(sc.pos_scores, sc.neg_streams, sc.hop_s, t)
+        out[f"val_threshold_fa{t:g}"] = op_t.threshold
     if cfg.threshold_fa_per_hour >= 0:
         cal = metrics.frr_at_fa_per_hour(sc.pos_scores, sc.neg_streams, sc.hop_s, cfg.threshold_fa_per_hour)
         out.update({"val_threshold": cal.threshold, "val_frr_at_threshold": cal.frr,
