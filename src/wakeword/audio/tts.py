@@ -323,6 +323,11 @@ def available_backends(names: list[str] | None = None) -> list[TTSBackend]:
         backend = BACKENDS[name]()
         if backend.available():
             out.append(backend)
-        else:
-            logger.warning("TTS engine %s is not installed; skipping it", name)
+        elif name not in _REPORTED_MISSING:  # once per process: a build asks more than once
+            _REPORTED_MISSING.add(name)
+            hint = " (scripts/setup.sh installs it)" if name == "kokoro" else ""
+            logger.warning("TTS engine %s is not installed; skipping it%s", name, hint)
     return out
+
+
+_REPORTED_MISSING: set[str] = set()
