@@ -15,6 +15,12 @@ command -v festival >/dev/null 2>&1 || need_apt+=(festival)
 [ -d /usr/share/festival/voices/english/ked_diphone ] || need_apt+=(festvox-kdlpc16k)
 [ -d /usr/share/festival/voices/us/cmu_us_slt_arctic_hts ] || need_apt+=(festvox-us-slt-hts)
 ldconfig -p 2>/dev/null | grep -q libsndfile || need_apt+=(libsndfile1)
+# Real non-English speech as negatives (telephone prompts, 8 kHz). Not the Spanish set (es_MX_f_Allison: the
+# speaker of the English prompts in the development recordings) and not the English one (it is in them).
+for lang in fr it ru; do
+  [ -d /usr/share/asterisk/sounds ] && ls -d /usr/share/asterisk/sounds/${lang}_* >/dev/null 2>&1 \
+    || need_apt+=(asterisk-core-sounds-${lang}-wav)
+done
 # Headless Chromium drives the UI's browser test (Playwright's Python package, executable_path=/usr/bin/chromium).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 
@@ -40,6 +46,23 @@ echo "[setup] installing the Python package"
 # against. Its declared dependencies include tflite-runtime, which has no wheel here; it runs on onnxruntime
 # (already installed), so it goes in without its dependency list.
 "$PY" -c "import openwakeword" 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check --no-deps "openwakeword==0.5.1"
+# Kokoro-82M's voices (style vectors) ship in the npm package kokoro-js, not on PyPI: unpack them once.
+KOKORO_DIR="${WAKEWORD_CACHE:-$HOME/.cache/wakeword}/kokoro"
+if [ "$(ls "$KOKORO_DIR"/voices/*.bin 2>/dev/null | wc -l)" -lt 54 ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "[setup] fetching Kokoro voices (npm kokoro-js@1.2.1)"
+    tmp=$(mktemp -d)
+    if (cd "$tmp" && npm pack -q kokoro-js@1.2.1 >/dev/null 2>&1 && tar xzf kokoro-js-1.2.1.tgz package/voices); then
+      mkdir -p "$KOKORO_DIR" && rm -rf "$KOKORO_DIR/voices.tmp" && mv "$tmp/package/voices" "$KOKORO_DIR/voices.tmp" \
+        && rm -rf "$KOKORO_DIR/voices" && mv "$KOKORO_DIR/voices.tmp" "$KOKORO_DIR/voices"
+    else
+      echo "[setup] could not fetch kokoro-js from npm; the data build goes on without Kokoro voices"
+    fi
+    rm -rf "$tmp"
+  else
+    echo "[setup] npm not found: the data build goes on without Kokoro voices"
+  fi
+fi
 "$PY" - <<'PYEOF'
 import torch
 assert torch.version.cuda is None, f"expected the CPU build of torch, got CUDA {torch.version.cuda}"

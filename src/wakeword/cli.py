@@ -62,7 +62,16 @@ def cmd_data_build(a: argparse.Namespace) -> int:
 def _train_config(a: argparse.Namespace):
     from wakeword.training.fit import TrainConfig
 
-    d = _load_yaml(a.config, "train")
+    if a.config is None and getattr(a, "arch", None) is None and not getattr(a, "init_from", None):
+        from wakeword.pipeline import DEFAULT_CONFIG
+
+        d = _load_yaml(str(DEFAULT_CONFIG), "train")  # no config: the recommended recipe (the demo's model)
+    else:
+        d = _load_yaml(a.config, "train")
+        if getattr(a, "arch", None):
+            if d.get("arch", a.arch) != a.arch:
+                d.pop("model", None)  # the config's model parameters belong to its own architecture
+            d["arch"] = a.arch
     for key in ("epochs", "steps_per_epoch", "batch_size", "lr", "seed", "device", "init_from"):
         _set(d, key, getattr(a, key, None))
     return TrainConfig.from_dict(d)
@@ -440,7 +449,7 @@ def cmd_convert_checkpoint(a: argparse.Namespace) -> int:
 def cmd_demo(a: argparse.Namespace) -> int:
     from wakeword.pipeline import run_demo
 
-    report_path = run_demo(a.config, a.out, progress=not a.quiet)
+    report_path = run_demo(a.config, a.out, progress=not a.quiet, phrase=a.phrase)
     print(f"\nDemo finished. Report: {report_path}")
     return 0
 
@@ -472,8 +481,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--noise-dir", action="append", help="folder of background noise (repeatable)")
     b.set_defaults(func=cmd_data_build)
 
-    t = sub.add_parser("train", help="train the student (resumes a killed run)")
+    t = sub.add_parser("train", help="train a detector (resumes a killed run); no --config: the recommended recipe "
+                       "(configs/demo.yaml's train section)")
     t.add_argument("--config", help="YAML with a 'train:' section")
+    t.add_argument("--arch", choices=["speech_embedding", "mobilenetv3"],
+                   help="mobilenetv3: the small student for microcontroller-class devices (default: the config's, "
+                        "or the recommended speech-embedding detector)")
     t.add_argument("--data", required=True)
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--epochs", type=int)
@@ -696,6 +709,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="build data, train, evaluate and export with one command")
     d.add_argument("--config", default=None, help="YAML with data/train/eval sections (default: configs/demo.yaml)")
     d.add_argument("--out", default="work/demo")
+    d.add_argument("--phrase", help="your wake phrase (default: the config's, 'computer'); the real development "
+                   "recordings are only used to evaluate a phrase they hold")
     d.set_defaults(func=cmd_demo)
     return p
 

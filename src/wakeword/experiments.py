@@ -442,7 +442,9 @@ def _ablation_job(job: dict) -> dict:
             stale = (old["config"] != asdict(BenchConfig(snr_db=snr))
                      or sorted(old["sets"]) != sorted(EvalSet.from_yaml(y).name for y in job["sets"]))
         if stale or not (d / "bench.json").exists():
-            run_bench([load_detector(f"model={checkpoint}")], [EvalSet.from_yaml(s) for s in job["sets"]],
+            # heads on a frozen embedding share its embeddings of the bench audio (computed by the first job)
+            run_bench([load_detector(f"model={checkpoint}", embedding_cache=Path(job["run_dir"]).parent / "embeddings")],
+                      [EvalSet.from_yaml(s) for s in job["sets"]],
                       BenchConfig(snr_db=snr), d, progress=False)
         out[_condition(snr)] = json.loads((d / "bench.json").read_text())
     return out
@@ -495,13 +497,19 @@ def summarise_ablation(exp: AblationExperiment, done: dict, data_dir: Path) -> d
             for cond, rep in done[(name, s)].items():
                 for set_name, entry in rep["sets"].items():
                     r = entry["detectors"]["model"]
-                    c = cells.setdefault(f"{set_name} ({cond})", {"frr": [], "aut": [], "pauc": [], "fa_default": []})
+                    c = cells.setdefault(f"{set_name} ({cond})", {"frr": [], "aut": [], "pauc": [], "fa_default": [],
+                                                                  "frr_default": [], "frr_0.1": [], "frr_1.0": []})
                     c["frr"].append(r["frr_at_fa_per_hour"][fa]["frr"])
+                    for other in ("0.1", "1.0"):
+                        if other in r["frr_at_fa_per_hour"]:
+                            c[f"frr_{other}"].append(r["frr_at_fa_per_hour"][other]["frr"])
+                    if "frr_at_default" in r:
+                        c["frr_default"].append(r["frr_at_default"])
                     c["aut"].append(r["aut_frr_fa_0_1"])
                     c["pauc"].append(r["pauc"])
                     c["fa_default"].append(r["fa_per_hour_at_default"])
         stats = {k: {m: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
-                         "values": v} for m, v in c.items()} for k, c in cells.items()}
+                         "values": v} for m, v in c.items() if v} for k, c in cells.items()}
         rows[name] = {"overrides": over or {}, "seeds": seeds, "metrics": stats}
     return {"fa_per_hour": exp.fa_per_hour, "seeds": list(exp.seeds), "train": exp.train, "variants": rows,
             "data_dir": str(data_dir), "real_positives_in_training": bool(dcfg.get("positive_dirs")),
@@ -513,35 +521,35 @@ def ablation_markdown(results: dict, command: str) -> str:
     rows = results["variants"]
     conds = list(next((r["metrics"] for r in rows.values() if r["metrics"]), {}))
     fa = f"{results['fa_per_hour']:g}"
-    head = "| variant | change from the default | seeds | " + " | ".join(
-        f"{c}: FRR@{fa} FA/h | {c}: AUT | {c}: pAUC" for c in conds) + " |"
-    lines = [head, "|" + "---|" * (3 + 3 * len(conds))]
+    cols = [("frr_0.1", "FRR@0.1"), ("frr", f"FRR@{fa}"), ("frr_1.0", "FRR@1"), ("aut", "AUT"),
+            ("fa_default", "FA/h @default"), ("frr_default", "FRR @default"), ("pauc", "pAUC")]
+    head = "| variant | condition | seeds | " + " | ".join(c for _, c in cols) + " |"
+    lines = [head, "|" + "---|" * (3 + len(cols))]
     base = rows.get("default", {}).get("metrics", {})
-    for name, r in rows.items():
-        cells = []
-        for c in conds:
-            for m in ("frr", "aut", "pauc"):
-                s = r["metrics"].get(c, {}).get(m)
-                if not s:
+    for cond in conds:
+        for name, r in rows.items():
+            cells = []
+            for m, _ in cols:
+                st = r["metrics"].get(cond, {}).get(m)
+                if not st:
                     cells.append("–")
                     continue
-                cell = f"{s['mean']:.3f} ± {s['std']:.3f}" if len(s["values"]) > 1 else f"{s['mean']:.3f} (1 seed)"
-                b = base.get(c, {}).get(m)
-                if name != "default" and b:
-                    if r["seeds"] == rows["default"]["seeds"]:
-                        cell += f" ({s['mean'] - b['mean']:+.3f})"
-                    else:  # partial table: compare on the seeds both have
-                        common = [i for i in r["seeds"] if i in rows["default"]["seeds"]]
-                        if common:
-                            mine = np.mean([s["values"][r["seeds"].index(i)] for i in common])
-                            theirs = np.mean([b["values"][rows["default"]["seeds"].index(i)] for i in common])
-                            cell += f" ({mine - theirs:+.3f} on seeds {','.join(map(str, common))})"
+                cell = f"{st['mean']:.3f} ± {st['std']:.3f}" if len(st["values"]) > 1 else f"{st['mean']:.3f} (1 seed)"
+                b = base.get(cond, {}).get(m)
+                if m == "frr" and name != "default" and b:
+                    common = [i for i in r["seeds"] if i in rows["default"]["seeds"]]
+                    if common:  # compared on the seeds both have
+                        mine = np.mean([st["values"][r["seeds"].index(i)] for i in common])
+                        theirs = np.mean([b["values"][rows["default"]["seeds"].index(i)] for i in common])
+                        cell += f" ({mine - theirs:+.3f})"
                 cells.append(cell)
-        change = json.dumps(r["overrides"]).replace("|", "/") if r["overrides"] else "–"
-        lines.append(f"| {name} | `{change}` | {','.join(map(str, r['seeds']))} | " + " | ".join(cells) + " |")
+            lines.append(f"| {name} | {cond} | {','.join(map(str, r['seeds']))} | " + " | ".join(cells) + " |")
+    changes = "\n".join(f"- `{name}`: `{json.dumps(r['overrides'])}`" for name, r in rows.items() if r["overrides"])
     real = ("real recordings went into training" if results["real_audio_in_training"]
             else "no real recording went into training (synthetic speech, music and noise only)")
     return (f"Command: `{command}`\n\nMean ± std over seeds {results['seeds']} (in brackets: difference from "
             f"the default recipe). FRR@{fa} FA/h = false-reject rate at {fa} false accepts per hour; AUT = area "
             f"under the FRR-vs-FA/h curve on [0, 1] FA/h (both lower is better); pAUC = clip-level partial AUC "
-            f"for FPR <= 0.1 (higher is better); all from the `wakeword bench` protocol. Data: `{results['data_dir']}`; {real}.\n\n" + "\n".join(lines) + "\n")
+            f"for FPR <= 0.1 (higher is better); FA/h and FRR @default: at the model's own default threshold; all from the "
+            f"`wakeword bench` protocol. Data: `{results['data_dir']}`; {real}.\n\n" + "\n".join(lines) + "\n\n"
+            f"Variants (changes from the default):\n{changes}\n")

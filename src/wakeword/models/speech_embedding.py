@@ -37,7 +37,8 @@ EMBED_DIM = 96
 TOP_DB = 80.0  # the mel model clips at (max - 80 dB)
 INT16 = 32767.0  # the ONNX front end reads 16-bit PCM values as float
 
-KNOWN = {"onnx_dir", "hidden", "dropout", "train_embedding", "plan", "n_fft", "hop", "embed_mels", "n_mels"}
+KNOWN = {"onnx_dir", "hidden", "dropout", "train_embedding", "context", "plan", "n_fft", "hop", "embed_mels",
+         "n_mels"}
 # n_mels is the project front end's band count, passed to every backbone: this one computes its own 32 bands
 
 
@@ -254,7 +255,9 @@ class SpeechEmbeddingTeacher(nn.Module):
     Parameters (a dict, stored in checkpoints): ``onnx_dir`` (folder with openWakeWord's
     melspectrogram.onnx and embedding_model.onnx; default: the installed openwakeword package),
     ``hidden`` (head width, 128), ``dropout`` (0.3), ``train_embedding`` (fine-tune the embedding too;
-    default false: it is what carries real speech, and synthetic clips would pull it toward TTS).
+    default false: it is what carries real speech, and synthetic clips would pull it toward TTS), ``context``
+    (embeddings the head reads at once: 3 = a 1 s window, as before; 16 = 1.98 s, what openWakeWord's heads
+    read: room for a whole phrase and what came just before it).
     """
 
     input_kind = "audio"
@@ -276,8 +279,11 @@ class SpeechEmbeddingTeacher(nn.Module):
         if hidden < 1:
             raise ValueError("speech_embedding: hidden must be >= 1")
         dropout = float(params.get("dropout", 0.3))
-        # Three consecutive embeddings (a 1 s window) -> hidden: the order of the 80 ms steps matters.
-        self.head_in = nn.Conv1d(EMBED_DIM, hidden, kernel_size=3)
+        self.context = int(params.get("context", HEAD_SPAN))
+        if self.context < 1:
+            raise ValueError("speech_embedding: context must be >= 1 embedding")
+        # `context` consecutive embeddings -> hidden: the order of the 80 ms steps matters.
+        self.head_in = nn.Conv1d(EMBED_DIM, hidden, kernel_size=self.context)
         self.norm1 = nn.LayerNorm(hidden)
         self.drop = nn.Dropout(dropout)
         self.head_mid = nn.Linear(hidden, hidden)
@@ -285,6 +291,7 @@ class SpeechEmbeddingTeacher(nn.Module):
         self.classifier = nn.Linear(hidden, 1)
         self.feature_dims = [EMBED_DIM, hidden]
         self.resolved_params = {"hidden": hidden, "dropout": dropout, "train_embedding": self.train_embedding,
+                                "context": self.context,
                                 "plan": self.embedding.plan, "n_fft": self.embedding.n_fft,
                                 "hop": self.embedding.hop, "embed_mels": self.embedding.n_mels}
 
@@ -304,14 +311,25 @@ class SpeechEmbeddingTeacher(nn.Module):
         else:
             with torch.no_grad():
                 e = self.embedding(x)
-        if e.shape[-1] < HEAD_SPAN:
-            raise ValueError("speech_embedding: a window needs at least 3 embeddings (0.94 s of audio)")
-        h = self._head(e)
-        logits = self.classifier(h).squeeze(-1).amax(dim=1)  # the best-placed 1 s span
+        logits, h = self.head_logits(e)
         return logits, [e, h.transpose(1, 2)]
 
+    def head_logits(self, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """embeddings (B, 96, W >= context) -> (logits (B,) of the best-placed span, head features
+        (B, W - context + 1, hidden)). Training from cached embeddings enters here."""
+        if e.shape[-1] < self.context:
+            raise ValueError(f"speech_embedding: a window needs at least {self.context} embeddings "
+                             f"({window_seconds(self.context):.2f} s of audio)")
+        h = self._head(e)
+        return self.classifier(h).squeeze(-1).amax(dim=1), h
+
+    @property
+    def embedding_frozen(self) -> bool:
+        """True when the embedding's output depends on nothing trainable (it can be computed once and cached)."""
+        return not self.train_embedding
+
     def _head(self, e: torch.Tensor) -> torch.Tensor:
-        """embeddings (B, 96, W) -> head features (B, W - 2, hidden), one per 3 consecutive embeddings."""
+        """embeddings (B, 96, W) -> head features (B, W - context + 1, hidden), one per span of context."""
         h = self.head_in(e).transpose(1, 2)
         h = self.drop(F.relu(self.norm1(h)))
         return F.relu(self.norm2(self.head_mid(h)))
@@ -329,14 +347,21 @@ class SpeechEmbeddingTeacher(nn.Module):
         """
         step = EMBED_STEP * self.embedding.hop
         frames = 1 + (window - self.embedding.n_fft) // self.embedding.hop
-        if stride != step or 1 + (frames - EMBED_FRAMES) // EMBED_STEP != HEAD_SPAN:
+        if stride != step or 1 + (frames - EMBED_FRAMES) // EMBED_STEP != self.context:
             return None
         n = 1 + (audio.shape[-1] - window) // stride
+        e = self.track_embeddings(audio, batch_size)
+        return self.head_track(e[: n + self.context - 1].T)
+
+    def track_embeddings(self, audio: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """audio (samples,) -> its embeddings (E, 96), one every 80 ms (the first covers samples 0-12400)."""
         mel = self.embedding.melspectrogram(audio[None], floor=False)[0]  # (T, 32)
         wins = mel.unfold(0, EMBED_FRAMES, EMBED_STEP).transpose(1, 2)  # (E, 76, 32), a view
-        e = torch.cat([self.embedding.embed_frames(wins[i:i + batch_size]) for i in range(0, len(wins), batch_size)])
-        logits = self.classifier(self._head(e.T[None, :, :n + HEAD_SPAN - 1]))[0, :, 0]
-        return logits
+        return torch.cat([self.embedding.embed_frames(wins[i:i + batch_size]) for i in range(0, len(wins), batch_size)])
+
+    def head_track(self, e: torch.Tensor) -> torch.Tensor:
+        """A track's embeddings (96, E) -> logits (E - context + 1,): one per span of ``context`` embeddings."""
+        return self.classifier(self._head(e[None]))[0, :, 0]
 
     def stream_step(self) -> tuple[nn.Module, dict, tuple[torch.Tensor, ...]]:
         """The streaming graph for ONNX export: (module, contract, example inputs). See ``_StreamStep``."""
@@ -344,7 +369,14 @@ class SpeechEmbeddingTeacher(nn.Module):
         return step, step.contract(), step.example()
 
 
-HEAD_SPAN = 3  # embeddings the head reads at once: 3 x 80 ms steps + 775 ms = one 1 s window
+HEAD_SPAN = 3  # default embeddings the head reads at once (checkpoints without `context`): a 1 s window
+
+
+def window_seconds(context: int, n_fft: int = 400, hop: int = 160) -> float:
+    """The classifier window (s) of the project's front end (n_fft, hop) that holds exactly ``context``
+    embeddings (at least 1 s, the window of every earlier speech-embedding model)."""
+    frames = EMBED_FRAMES + EMBED_STEP * (context - 1)  # embedding mel frames (n_fft 512) the window must give
+    return max(1.0, (n_fft + hop * frames) / SAMPLE_RATE)
 
 
 class _StreamStep(nn.Module):
@@ -371,9 +403,10 @@ class _StreamStep(nn.Module):
         return {"sample_cache": self.n_samples, "chunk": EMBED_STEP * self.hop, "stride": EMBED_STEP,
                 # call j's newest embedding is track embedding j - 9; embedding 0 would need the 4 frames
                 # no call computes, so the first full score (embeddings 1-3) comes from call 12
-                "warmup_calls": (EMBED_FRAMES - self.offset) // EMBED_STEP + HEAD_SPAN - 1, "first_window": 1,
+                "warmup_calls": (EMBED_FRAMES - self.offset) // EMBED_STEP + self.teacher.context - 1,
+                "first_window": 1,
                 "caches": {"feature_cache": [1, EMBED_FRAMES - EMBED_STEP, self.n_mels],
-                           "embedding_cache": [1, EMBED_DIM, HEAD_SPAN - 1]},
+                           "embedding_cache": [1, EMBED_DIM, self.teacher.context - 1]},
                 "n_mels": self.n_mels, "sample_rate": SAMPLE_RATE}
 
     def example(self) -> tuple[torch.Tensor, ...]:
@@ -387,6 +420,6 @@ class _StreamStep(nn.Module):
         mel = self.teacher.embedding.melspectrogram(x, floor=False)[:, -EMBED_STEP:]  # (1, 8, 32): the new frames
         frames = torch.cat([feature_cache, mel], dim=1)  # (1, 76, 32)
         e = self.teacher.embedding.embed_frames(frames)  # (1, 96)
-        embs = torch.cat([embedding_cache, e[:, :, None]], dim=2)  # (1, 96, 3)
+        embs = torch.cat([embedding_cache, e[:, :, None]], dim=2)  # (1, 96, context)
         score = torch.sigmoid(self.teacher.classifier(self.teacher._head(embs))[:, 0, 0])
         return score, x[:, -self.n_samples:], frames[:, EMBED_STEP:], embs[:, :, 1:]

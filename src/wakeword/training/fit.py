@@ -68,15 +68,36 @@ class TrainConfig:
     device: str = "auto"  # "auto", "cpu" or "cuda"
     threads: int = 1  # CPU threads for torch; small convnets train fastest on one (OpenMP barriers
     #                   spin when another process holds the second core: 30x slower measured)
+    cache_draws: int = 0  # > 0 (backbones with a frozen embedding: speech_embedding): embed this many fixed
+    #                       augmentation draws of every training window once (stored under <data>/cache/, reused by
+    #                       every run with the same data, augmentation, seed and embedding), train the head on them
+    cache_seed: int = 0  # seed of the cached augmentation draws (-1: the run's seed); shared by default, so runs
+    #                      of every seed train on one cache (their seeds still set weights, sampling, dropout)
+    exclude_engines: tuple[str, ...] = ()  # TTS engines whose clips are left out (e.g. ("kokoro",): the data
+    #                                        lever measured without rebuilding the data folder)
+    neg_weight: float = 1.0  # loss weight of negative windows (> 1 pushes false accepts down, at recall's cost)
+    neg_weight_ramp: bool = False  # raise the negative weight linearly from 1 to neg_weight over the run
+    focal_gamma: float = 0.0  # > 0: focal loss (down-weights windows the model already gets right)
+    select: str = "pauc"  # checkpoint selection: "pauc" (clip pAUC on val) or "frr" (false-reject rate at
+    #                       target_fa_per_hour on the validation negatives played as a continuous stream)
+    target_fa_per_hour: float = 0.5  # the operating point "frr" selects at
+    threshold_fa_per_hour: float = -1.0  # >= 0: the checkpoint's default threshold is the lowest whose false
+    #                       accepts per hour on the validation stream stay within this; < 0: the lowest threshold
+    #                       no validation negative clip reaches (earlier checkpoints)
+    val_noisy: bool = False  # the validation stream also holds every negative again under validation noise
+    #                          (5-20 dB SNR), and positives too: validation hears noisy rooms as well
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     # (low, high, low included); checked with the types on load: wakeword.validation
-    LIMITS: ClassVar[dict[str, tuple]] = {"epochs": (1, None, True), "steps_per_epoch": (1, None, True), "batch_size": (1, None, True),
-              "lr": (0, None, False), "weight_decay": (0, None, True), "warmup_frac": (0, 1, True),
-              "positive_fraction": (0, 1, False), "adversarial_fraction": (0, 1, True), "max_fpr": (0, 1, False),
-              "augment_draws": (0, None, True), "num_workers": (0, None, True), "threads": (0, None, True)}
+    LIMITS: ClassVar[dict[str, tuple]] = {
+        "epochs": (1, None, True), "steps_per_epoch": (1, None, True), "batch_size": (1, None, True),
+        "lr": (0, None, False), "weight_decay": (0, None, True), "warmup_frac": (0, 1, True),
+        "positive_fraction": (0, 1, False), "adversarial_fraction": (0, 1, True), "max_fpr": (0, 1, False),
+        "augment_draws": (0, None, True), "num_workers": (0, None, True), "threads": (0, None, True),
+        "cache_draws": (0, None, True), "neg_weight": (0, None, False), "focal_gamma": (0, None, True),
+        "target_fa_per_hour": (0, None, False)}
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -86,7 +107,8 @@ class TrainConfig:
         problems = check_config(cls, d, "train")
         if problems:
             raise ConfigError("train config", problems)
-        d = {k: tuple(v) if k in ("noise_dirs", "rir_dirs", "exclude_kinds", "background_kinds") else v
+        d = {k: tuple(v) if k in ("noise_dirs", "rir_dirs", "exclude_kinds", "background_kinds", "exclude_engines")
+             else v
              for k, v in d.items()}
         return cls(**d)
 
@@ -159,6 +181,74 @@ def _lr_lambda(total: int, warmup: int):
     return f
 
 
+def window_loss(logits: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, step: int, total: int) -> torch.Tensor:
+    """Binary cross-entropy per window, with the negative weight (optionally ramped) and focal modulation."""
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    if cfg.focal_gamma > 0:
+        p_true = torch.exp(-loss)  # the probability the model gives the true class
+        loss = loss * (1 - p_true) ** cfg.focal_gamma
+    w_neg = cfg.neg_weight
+    if cfg.neg_weight_ramp:
+        w_neg = 1.0 + (cfg.neg_weight - 1.0) * min(1.0, step / max(1, total))
+    if w_neg != 1.0:
+        loss = loss * torch.where(labels > 0.5, torch.ones_like(loss), torch.full_like(loss, w_neg))
+    return loss.mean()
+
+
+CALIBRATION_TARGETS = (0.5, 1.0, 2.0, 5.0, 10.0)  # FA/h on the validation stream: thresholds recorded per epoch
+
+
+def stream_validation(model: WakeWordModel, scorer, rows: list[ClipRow], clips: list[np.ndarray],
+                      cfg: TrainConfig, noises: list[np.ndarray]) -> dict[str, float]:
+    """Validation through the evaluation protocol: positives padded with silence (clip max), negatives played as
+    continuous streams; clip pAUC, FRR at ``target_fa_per_hour`` and the calibrated threshold."""
+    from wakeword.evaluation import metrics
+    from wakeword.evaluation.evaluate import score_set
+
+    pos = [(r.clip_id, c) for r, c in zip(rows, clips) if r.label == 1]
+    neg = [(r.clip_id, c) for r, c in zip(rows, clips) if r.label == 0]
+    sc = score_set(scorer, pos, neg, progress=False)
+    labels = np.r_[np.ones(len(sc.pos_scores)), np.zeros(len(sc.neg_clip_scores))]
+    scores = np.r_[sc.pos_scores, sc.neg_clip_scores]
+    p = pauc(labels, scores, cfg.max_fpr)
+    e, _ = eer(labels, scores)
+    op = metrics.frr_at_fa_per_hour(sc.pos_scores, sc.neg_streams, sc.hop_s, cfg.target_fa_per_hour)
+    out = {"val_pauc": p.normalised, "val_pauc_mcclish": p.mcclish, "val_eer": e, "val_frr_at_target": op.frr,
+           "val_fa_target": cfg.target_fa_per_hour,
+           "val_stream_hours": sum(len(s) for s in sc.neg_streams) * sc.hop_s / 3600}
+    for t in CALIBRATION_TARGETS:  # what other calibration targets would choose (the ablation compares them)
+        op_t = metrics.frr_at_fa_per_hour(sc.pos_scores, sc.neg_streams, sc.hop_s, t)
+        out[f"val_threshold_fa{t:g}"] = op_t.threshold
+    if cfg.threshold_fa_per_hour >= 0:
+        cal = metrics.frr_at_fa_per_hour(sc.pos_scores, sc.neg_streams, sc.hop_s, cfg.threshold_fa_per_hour)
+        out.update({"val_threshold": cal.threshold, "val_frr_at_threshold": cal.frr,
+                    "val_fa_per_hour_at_threshold": cal.fa_per_hour, "threshold_fa_per_hour": cfg.threshold_fa_per_hour})
+    else:
+        out.update(calibrated_threshold(labels, scores))
+    return out
+
+
+def noisy_copies(rows: list[ClipRow], clips: list[np.ndarray], noises: list[np.ndarray], seed: int
+                 ) -> tuple[list[ClipRow], list[np.ndarray]]:
+    """Every clip again under one of ``noises`` at 5-20 dB SNR (seeded per clip): the noisy half of validation."""
+    from dataclasses import replace
+
+    from wakeword.audio.mixing import mix_at_snr
+
+    out_rows, out_clips = [], []
+    if not noises:
+        return out_rows, out_clips
+    for i, (r, c) in enumerate(zip(rows, clips)):
+        if r.kind in BACKGROUND_KINDS:
+            continue
+        rng = np.random.default_rng([seed, 7919, i])
+        noise = noises[int(rng.integers(len(noises)))]
+        noise = np.tile(noise, int(np.ceil(len(c) / max(1, len(noise)))))[: len(c)]
+        out_rows.append(replace(r, clip_id=r.clip_id + "+noise"))
+        out_clips.append(mix_at_snr(c, noise, float(rng.uniform(5.0, 20.0))).astype(np.float32))
+    return out_rows, out_clips
+
+
 @torch.no_grad()
 def score_clips(model: WakeWordModel, clips: list[np.ndarray], device: torch.device | str = "cpu") -> np.ndarray:
     """Clip-level scores: each clip padded with silence, scored window by window, max taken."""
@@ -195,6 +285,26 @@ def calibrated_threshold(labels: np.ndarray, scores: np.ndarray) -> dict[str, fl
         return {}
     t = float(min(1.0, np.nextafter(np.float32(neg.max()), np.float32(2.0))))
     return {"val_threshold": t, "val_frr_at_threshold": float(np.mean(pos < t)) if len(pos) else float("nan")}
+
+
+def selection_score(record: dict, cfg: TrainConfig) -> float:
+    """What best.pt maximises: val pAUC, or (select "frr") fewest false rejects at the target FA/h, pAUC breaking
+    ties."""
+    if cfg.select == "frr":
+        return (1.0 - record["val_frr_at_target"]) * 10.0 + record["val_pauc"]
+    return record["val_pauc"]
+
+
+class _TorchScorer:
+    """``score_track`` of a model in torch (validation of models without a cached embedding)."""
+
+    def __init__(self, model: WakeWordModel, device):
+        self.model, self.feat, self.device = model, model.feat, device
+
+    @torch.no_grad()
+    def score_track(self, audio: np.ndarray) -> tuple[np.ndarray, float]:
+        x = self.model.frontend(torch.from_numpy(np.ascontiguousarray(audio, np.float32)).to(self.device)[None])[0]
+        return self.model.score_frames(x).cpu().numpy(), self.feat.score_hop_s
 
 
 def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: bool = True, progress: bool = True,
@@ -238,18 +348,26 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         unknown = set(getattr(cfg, name)) - set(KINDS)
         if unknown:
             raise ValueError(f"{name}: unknown kinds {sorted(unknown)}; known: {list(KINDS)}")
-    rows = [r for r in rows if r.kind not in cfg.exclude_kinds]
+    rows = [r for r in rows if r.kind not in cfg.exclude_kinds and r.engine not in cfg.exclude_engines]
     train_rows, val_rows = select(rows, "train"), select(rows, "val")
     for name, rs in (("train", train_rows), ("val", val_rows)):
         if not any(r.label == 1 for r in rs) or not any(r.label == 0 for r in rs):
             raise ValueError(f"the {name} split needs both positive and negative clips")
 
+    if cfg.select not in ("pauc", "frr"):
+        raise ValueError(f"select must be 'pauc' or 'frr', got {cfg.select!r}")
     if cfg.init_from:
         init = load_checkpoint(cfg.init_from)
         model = model_from_checkpoint(init)
         feat = model.feat
     else:
         feat = cfg.feature_config()
+        if cfg.arch == "speech_embedding" and "window_s" not in cfg.features:
+            from wakeword.models.speech_embedding import HEAD_SPAN, window_seconds
+
+            # the window that holds exactly the head's context of embeddings
+            feat = FeatureConfig(**{**cfg.features, "window_s": window_seconds(int(cfg.model.get("context", HEAD_SPAN)),
+                                                                                feat.n_fft, feat.hop_length)})
         model = WakeWordModel(cfg.arch, asdict(StudentConfig(**cfg.model)) if cfg.arch == "mobilenetv3"
                               else cfg.model, feat)
     from wakeword.models.registry import count_macs, count_params
@@ -270,6 +388,31 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         if hasattr(term, "prepare"):
             term.prepare(ds, device, run_dir, progress)
     weights = torch.from_numpy(sample_weights(train_rows, cfg.positive_fraction, cfg.adversarial_fraction))
+    cached = cfg.cache_draws > 0
+    train_ds = ds
+    scorer = None  # validation through cached embeddings (frozen-embedding backbones)
+    if cached or cfg.select == "frr":
+        from wakeword.training.feature_cache import CachedWindows, EmbeddingTrackScorer, train_cache
+
+        frozen = getattr(model.backbone, "embedding_frozen", False)
+        if cached and not frozen:
+            raise ValueError(f"cache_draws needs a backbone with a frozen embedding (speech_embedding), not {cfg.arch}")
+        if cached and (loss_terms or cfg.qat):
+            raise ValueError("cache_draws trains the head from cached embeddings: no distillation terms or QAT")
+        if frozen:
+            cache_root = data_dir / "cache"
+            scorer = EmbeddingTrackScorer(model, cache_root / "tracks")
+        if cached:
+            seed = cfg.seed if cfg.cache_seed < 0 else cfg.cache_seed
+            cds = ds if seed == cfg.seed else TrainWindows(train_rows, train_clips, feat, ds.aug, noises, rirs, seed)
+            emb = train_cache(cds, model.backbone, cfg.cache_draws, cache_root, {"window": model.window_len},
+                              progress=progress, num_workers=cfg.num_workers)
+            train_ds = CachedWindows(emb, ds.labels, cfg.cache_draws)
+            weights = weights.repeat(cfg.cache_draws) / cfg.cache_draws
+    if cfg.val_noisy:
+        v_noises = [c for r, c in zip(val_rows, val_clips) if r.kind in cfg.background_kinds]
+        extra_rows, extra_clips = noisy_copies(val_rows, val_clips, v_noises, cfg.seed)
+        val_rows, val_clips = val_rows + extra_rows, val_clips + extra_clips
     specaug = SpecAugment(SpecAugmentConfig(**cfg.specaugment))
 
     params = list(model.parameters()) + [p for m in extra_modules for p in m.parameters()]
@@ -311,7 +454,6 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(run_dir / "tb"))
-    bce = nn.BCEWithLogitsLoss()
     step = start_epoch * cfg.steps_per_epoch
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
@@ -320,7 +462,8 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         sampler = WeightedRandomSampler(weights, cfg.steps_per_epoch * cfg.batch_size, replacement=True,
                                         generator=gen)
-        loader = DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
+        loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler,
+                            num_workers=0 if cached else cfg.num_workers,
                             drop_last=True, worker_init_fn=_worker_init, persistent_workers=False)
         model.train()
         for m in extra_modules:
@@ -330,12 +473,17 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         with open(run_dir / "steps.jsonl", "a") as step_log:
             for audio, labels, keys in bar:
                 audio, labels = audio.to(device), labels.to(device).float()
-                with torch.no_grad():
-                    inputs = model.frontend(audio)
-                # SpecAugment is for log-mel; the Wav2Vec2 teacher masks its own hidden frames when training.
-                x = specaug(inputs, gen) if model.input_kind == "mel" else inputs
-                logits, feats = model.backbone.forward_features(x)
-                loss = bce(logits, labels)
+                if cached:  # `audio` holds the window's cached embeddings (B, 96, E)
+                    inputs = audio
+                    logits, h = model.backbone.head_logits(inputs)
+                    feats = [inputs, h.transpose(1, 2)]
+                else:
+                    with torch.no_grad():
+                        inputs = model.frontend(audio)
+                    # SpecAugment is for log-mel; the Wav2Vec2 teacher masks its own hidden frames when training.
+                    x = specaug(inputs, gen) if model.input_kind == "mel" else inputs
+                    logits, feats = model.backbone.forward_features(x)
+                loss = window_loss(logits, labels, cfg, step, total)
                 logs = {"loss_cls": loss.item()}
                 batch = Batch(audio, labels, keys, inputs, logits, feats, step, total)
                 for term in loss_terms:
@@ -357,7 +505,12 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         n = max(1, cfg.steps_per_epoch)
         record = {"epoch": epoch + 1, "step": step, "lr": sched.get_last_lr()[0],
                   **{f"train_{k}": v / n for k, v in sums.items()}}
-        record.update(validate(model, val_rows, val_clips, cfg.max_fpr, device))
+        if scorer is not None or cfg.select == "frr":
+            model.eval()
+            record.update(stream_validation(model, scorer or _TorchScorer(model, device), val_rows, val_clips, cfg,
+                                            noises))
+        else:
+            record.update(validate(model, val_rows, val_clips, cfg.max_fpr, device))
         record["seconds"] = round(time.time() - t0, 2)
         history.append(record)
         for k, v in record.items():
@@ -367,8 +520,8 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
             f.write(json.dumps(record) + "\n")
         logger.info("epoch %d: loss %.4f val pAUC %.4f EER %.4f (%.1fs)", epoch + 1, record.get("train_loss", 0),
                     record["val_pauc"], record["val_eer"], record["seconds"])
-        if record["val_pauc"] > best:
-            best = record["val_pauc"]
+        if selection_score(record, cfg) > best:
+            best = selection_score(record, cfg)
             save_checkpoint(run_dir / "best.pt", plain(model).cpu(), resolved, metrics=record,
                             extra={"threshold": record.get("val_threshold")})
             model.to(device)
@@ -378,10 +531,10 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
             **({"qat_observers": observer_state(model)} if cfg.qat else {})})
         model.to(device)
     writer.close()
-    if not (run_dir / "best.pt").exists():  # e.g. a validation pAUC that was never a number
-        raise ValueError(f"training wrote no best.pt in {run_dir} (validation pAUC per epoch: "
-                         f"{[r.get('val_pauc') for r in history]})")
-    best_record = max(history, key=lambda r: r["val_pauc"]) if history else {}
+    if not (run_dir / "best.pt").exists():  # e.g. a selection score that was never a number
+        raise ValueError(f"training wrote no best.pt in {run_dir} (selection score per epoch: "
+                         f"{[selection_score(r, cfg) for r in history]})")
+    best_record = max(history, key=lambda r: selection_score(r, cfg)) if history else {}
     summary = {"best": best_record, "best_checkpoint": str(run_dir / "best.pt"), "epochs": len(history), **size}
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
