@@ -232,3 +232,14 @@ def test_hpo_and_distill_configs_are_checked_too(tmp_path):
         DistillConfig.from_dict({"teachers": ["t.pt"], "kd_weight": -1, "cache": "yes"})
     assert str(e.value).splitlines()[1:] == ["  distill.kd_weight = -1: expected a value >= 0",
                                              "  distill.cache = 'yes': expected true or false"]
+
+
+def test_demo_checks_every_section_before_building_data(tmp_path):
+    from wakeword.pipeline import run_demo
+    from wakeword.validation import ConfigError
+
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text("data: {phrase: computer, n_positive: 4}\ntrain: {epochs: 0}\n")
+    with pytest.raises(ConfigError, match="train.epochs = 0"):
+        run_demo(cfg, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "data" / "manifest.csv").exists()

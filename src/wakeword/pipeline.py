@@ -9,7 +9,6 @@ import logging
 import time
 from pathlib import Path
 
-
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
@@ -32,15 +31,15 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, 
     out.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
 
-    t = time.time()
+    # Every section is checked before the (long) data build starts.
     data_cfg = DataConfig.from_dict({**doc.get("data", {}), **({"phrase": phrase} if phrase else {})})
-    data_report = build(data_cfg, out / "data", progress=progress)
-    times["data_build_s"] = time.time() - t
-    logger.info("data: %d clips from engines %s", data_report["clips"], data_report["engines_used"])
-
     train_cfg = TrainConfig.from_dict(doc.get("train", {}))
     if doc.get("distill") and not doc.get("teacher"):
         raise ValueError("demo config: a 'distill:' section needs a 'teacher:' section (the teacher to train)")
+    t = time.time()
+    data_report = build(data_cfg, out / "data", progress=progress)
+    times["data_build_s"] = time.time() - t
+    logger.info("data: %d clips from engines %s", data_report["clips"], data_report["engines_used"])
     teacher_summary = None
     if doc.get("teacher"):
         t = time.time()
