@@ -9,7 +9,8 @@ Specs (``load_detector``): ``path/to/best.pt`` (a checkpoint in torch: the track
 every window),
 ``model.onnx`` (the float or INT8 window export, onnxruntime), ``model.stream.onnx`` (the stateful
 streaming export, fed hop by hop), ``oww:NAME`` (an openWakeWord 0.5.1 pretrained model such as
-``oww:hey_jarvis``, through its own streaming API in 80 ms chunks), ``a.pt+b.pt+c.pt`` (an ensemble: the
+``oww:hey_jarvis``, or ``oww:path/NAME.onnx``, a custom one such as ``wakeword export --format openwakeword``
+writes, through openWakeWord's own streaming API in 80 ms chunks), ``a.pt+b.pt+c.pt`` (an ensemble: the
 mean of its members' probabilities, window by window; members are checkpoints or window exports with the
 same front end). ``label=spec`` names it in reports.
 """
@@ -23,6 +24,7 @@ import numpy as np
 from wakeword.audio.io import SAMPLE_RATE
 from wakeword.dataset.text import normalise
 from wakeword.export import trained_phrase
+
 OWW_MODELS = ("alexa", "hey_mycroft", "hey_jarvis", "hey_rhasspy", "timer", "weather")
 
 
@@ -124,8 +126,12 @@ class OpenWakeWordDetector:
         except ImportError as exc:
             raise ImportError("openWakeWord is not installed: pip install --no-deps 'openwakeword==0.5.1' "
                               "(or `pip install -e .[peers]`)") from exc
-        if model_name not in OWW_MODELS:
-            raise ValueError(f"unknown openWakeWord model '{model_name}'; pretrained ones: {list(OWW_MODELS)}")
+        custom = model_name.endswith(".onnx")  # a custom model file (`wakeword export --format openwakeword`)
+        if custom and not Path(model_name).is_file():
+            raise ValueError(f"no openWakeWord model file {model_name}")
+        if not custom and model_name not in OWW_MODELS:
+            raise ValueError(f"unknown openWakeWord model '{model_name}'; pretrained ones: {list(OWW_MODELS)}, "
+                             "or a custom model's path (NAME.onnx)")
         state = np.random.get_state()
         np.random.seed(0)  # its initial embedding buffer is computed from random noise
         try:
@@ -141,12 +147,18 @@ class OpenWakeWordDetector:
         self._initial = {k: _copy(getattr(pre, k)) for k in
                          ("raw_data_buffer", "melspectrogram_buffer", "accumulated_samples",
                           "raw_data_remainder", "feature_buffer")}
-        self.name, self.kind, self.source = name, "openwakeword", f"openwakeword-0.5.1:{model_name}"
+        self.name, self.kind = name, "openwakeword"
+        self.source = f"openwakeword-0.5.1:{_file_id(model_name) if custom else model_name}"
         self.phrase = model_name.replace("_", " ")
+        self.default_threshold = 0.5
+        if custom:  # our export: the phrase and the calibrated threshold are in its manifest
+            manifest = Path(model_name).with_suffix(".json")
+            m = json.loads(manifest.read_text()) if manifest.is_file() else {}
+            self.phrase = m.get("wake_word")
+            self.default_threshold = 0.5 if m.get("threshold") is None else float(m["threshold"])
         self.sample_rate = SAMPLE_RATE
         self.hop_s = self.CHUNK / SAMPLE_RATE
         self.first_end_s = self.hop_s
-        self.default_threshold = 0.5
         self._pending = np.zeros(0, np.int16)
 
     def reset(self) -> None:
@@ -193,7 +205,7 @@ def load_detector(spec: str):
         return EnsembleDetector(members, label or "+".join(m.name for m in members))
     if target.startswith("oww:"):
         model = target[4:]
-        return OpenWakeWordDetector(model, label or f"openWakeWord {model}")
+        return OpenWakeWordDetector(model, label or f"openWakeWord {Path(model).stem}")
     path = Path(target)
     if not path.is_file():
         raise ValueError(f"detector '{spec}': no such file {path}")
