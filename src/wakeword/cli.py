@@ -624,7 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(always one CPU thread, so the cost column compares like with like)")
     b.add_argument("--detector", action="append", required=True,
                    help="[label=]SPEC, repeatable: a .pt checkpoint, an .onnx / .int8.onnx / .stream.onnx export, "
-                        "oww:NAME (openWakeWord: alexa, hey_mycroft, hey_jarvis, hey_rhasspy, timer, weather), "
+                        "oww:NAME (openWakeWord: alexa, hey_mycroft, hey_jarvis, hey_rhasspy, timer, weather, or a "
+                        "custom model's NAME.onnx), mww:NAME (microWakeWord via pymicro-wakeword: alexa, hey_jarvis, "
+                        "hey_mycroft, okay_nabu, or a manifest's NAME.json), "
                         "or A.pt+B.pt+... (an ensemble: the mean of its members' probabilities)")
     b.add_argument("--preset", action="append", help="a described data set: real-dev (../shared/data/real, 'computer')")
     b.add_argument("--set", action="append", help="set YAML: root, positives, negatives, noise globs, phrase")
