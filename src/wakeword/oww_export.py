@@ -11,8 +11,10 @@ speech-embedding detector ships to those runtimes as its head alone:
 
 openWakeWord reads N from the input shape and the number of classes from the output shape, and names the
 model after the file, so ``NAME.onnx`` loads unchanged with ``Model(wakeword_models=["NAME.onnx"],
-inference_framework="onnx")``. ``NAME.json`` next to it records the phrase, the default threshold (the
-checkpoint's, calibrated on its validation split) and N.
+inference_framework="onnx")``. Home Assistant's openWakeWord add-on (wyoming-openwakeword, on
+pyopen-wakeword's TFLite runtime) loads ``.tflite`` files only: ``NAME.tflite`` is the same head, written
+when litert-torch is installed (``export_openwakeword_tflite``). ``NAME.json`` next to them records the
+phrase, the default threshold (the checkpoint's, calibrated on its validation split) and N.
 
 Scores agree with ours up to two differences in openWakeWord's streaming front end: its embedding grid lies
 one mel frame (10 ms) later than a track's (``OWW_FRAME_OFFSET``), and it applies the mel model's 80 dB
@@ -99,9 +101,38 @@ def export_openwakeword_onnx(model: WakeWordModel, path: str | Path, metadata: d
     return path
 
 
-def export_openwakeword(checkpoint: str | Path, out: str | Path) -> dict:
-    """``NAME.onnx`` (the head, see the module docstring) and ``NAME.json`` (its manifest) from a
-    speech-embedding checkpoint. Returns the manifest, with the paths written."""
+def tflite_converter_available() -> bool:
+    """Whether litert-torch (PyTorch -> LiteRT/TFLite) is importable here (see ``export_openwakeword_tflite``)."""
+    import importlib.util
+
+    return importlib.util.find_spec("litert_torch") is not None
+
+
+def export_openwakeword_tflite(model: WakeWordModel, path: str | Path) -> Path:
+    """Write the head as a TFLite model (the format Home Assistant's openWakeWord add-on loads); returns the path.
+
+    Converted by litert-torch, which is not part of the set-up: it needs jax, torchao and ``xdsl``, which pins
+    typing-extensions below 4.13 (a downgrade that pydantic, hence the web UI, does not accept), so it lives in
+    its own virtual environment (docs/OPENWAKEWORD.md). Same input / output contract as the ONNX head."""
+    try:
+        import litert_torch
+    except ImportError as exc:
+        raise ValueError("the TFLite head needs litert-torch==0.10.0 (not in the set-up: install it in a separate "
+                         "virtual environment, see docs/OPENWAKEWORD.md)") from exc
+    path = Path(path)
+    if path.suffix != ".tflite":
+        raise ValueError(f"{path}: name the TFLite model NAME.tflite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = head_context(model)
+    edge = litert_torch.convert(_Head(model.cpu().eval()).eval(), (torch.zeros(1, n, EMBED_DIM),))
+    edge.export(str(path))
+    return path
+
+
+def export_openwakeword(checkpoint: str | Path, out: str | Path, tflite: bool | None = None) -> dict:
+    """``NAME.onnx`` (the head, see the module docstring), ``NAME.tflite`` (the same head for Home Assistant's
+    add-on; ``tflite``: True = required, None = when litert-torch is installed, False = no) and ``NAME.json``
+    (the manifest) from a speech-embedding checkpoint. Returns the manifest, with the paths written."""
     from wakeword.export import trained_phrase
     from wakeword.training.checkpoint import load_checkpoint, model_from_checkpoint
 
@@ -111,17 +142,25 @@ def export_openwakeword(checkpoint: str | Path, out: str | Path) -> dict:
     threshold = ckpt.get("threshold")
     out = Path(out)
     path = export_openwakeword_onnx(model, out, metadata={"phrase": phrase, "threshold": threshold})
+    tflite_path = None
+    if tflite or (tflite is None and tflite_converter_available()):
+        tflite_path = export_openwakeword_tflite(model, out.with_suffix(".tflite"))
+    elif tflite is None:
+        logger.warning("no NAME.tflite written (litert-torch is not installed): openWakeWord's Python package "
+                       "loads %s; Home Assistant's add-on loads .tflite only (docs/OPENWAKEWORD.md)", path.name)
     params = sum(p.numel() for name, p in model.backbone.named_parameters() if not name.startswith("embedding."))
     manifest = {
         "format": OWW_FORMAT,
         "wake_word": phrase,
         "model": path.name,
+        "tflite": tflite_path.name if tflite_path else None,  # the same head for Home Assistant's add-on
         "openwakeword_version": OWW_VERSION,
         "embeddings": head_context(model),  # N: the model's input is (1, N, 96)
         # the checkpoint's calibrated default (None: the run had no validation negatives; 0.5 is openWakeWord's)
         "threshold": threshold,
         "head_parameters": params,
         "kib": round(path.stat().st_size / 1024, 1),
+        "tflite_kib": round(tflite_path.stat().st_size / 1024, 1) if tflite_path else None,
         "source_checkpoint": str(Path(checkpoint).resolve()),
     }
     manifest_path = out.with_suffix(".json")
@@ -132,4 +171,4 @@ def export_openwakeword(checkpoint: str | Path, out: str | Path) -> dict:
 
 
 __all__ = ["OWW_FORMAT", "OWW_FRAME_OFFSET", "OWW_VERSION", "export_openwakeword", "export_openwakeword_onnx",
-           "head_context"]
+           "export_openwakeword_tflite", "head_context", "tflite_converter_available"]
