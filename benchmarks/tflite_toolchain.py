@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,11 +50,25 @@ def arena_bytes(path: Path) -> int:
     return int(m.group(1))
 
 
-def toy_model(rng: np.random.Generator):
-    import tensorflow as tf
+def toy_weights(seed: int = 0) -> tuple[np.ndarray, np.float32]:
+    """The toy's linear layer: weights ((KEEP + STRIDE) * BANDS, 1) and bias."""
+    rng = np.random.default_rng(seed)
+    return (0.05 * rng.standard_normal(((KEEP + STRIDE) * BANDS, 1))).astype(np.float32), np.float32(-1.0)
 
-    w = (0.05 * rng.standard_normal(((KEEP + STRIDE) * BANDS, 1))).astype(np.float32)
-    b = np.float32(-1.0)
+
+def toy_reference(feats: np.ndarray, w: np.ndarray, b: np.float32, stateful: bool = True) -> np.ndarray:
+    """The toy in float, streamed: feats (frames, 40) -> one probability per STRIDE frames. ``stateful=False``:
+    what a model that lost its ring buffer would give."""
+    state, out = np.zeros((KEEP, BANDS), np.float32), []
+    for i in range(0, len(feats) - STRIDE + 1, STRIDE):
+        full = np.concatenate([state if stateful else np.zeros_like(state), feats[i:i + STRIDE]])
+        state = full[STRIDE:]
+        out.append(1 / (1 + np.exp(-(full.reshape(-1) @ w[:, 0] + b))))
+    return np.array(out)
+
+
+def toy_model(w: np.ndarray, b: np.float32):
+    import tensorflow as tf
 
     class Toy(tf.Module):
         def __init__(self):
@@ -66,15 +81,7 @@ def toy_model(rng: np.random.Generator):
             self.state.assign(full[:, STRIDE:])
             return tf.sigmoid(tf.matmul(tf.reshape(full, [1, -1]), w) + b)
 
-    def reference(feats: np.ndarray, stateful: bool = True) -> np.ndarray:
-        state, out = np.zeros((KEEP, BANDS), np.float32), []
-        for i in range(0, len(feats) - STRIDE + 1, STRIDE):
-            full = np.concatenate([state if stateful else np.zeros_like(state), feats[i:i + STRIDE]])
-            state = full[STRIDE:]
-            out.append(1 / (1 + np.exp(-(full.reshape(-1) @ w[:, 0] + b))))
-        return np.array(out)
-
-    return Toy(), reference
+    return Toy()
 
 
 def main() -> None:
@@ -83,10 +90,11 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="docs")
+    ap.add_argument("--fixture", help="also copy toy.tflite and toy.json here (tests/data/mww_toy)")
     a = ap.parse_args()
-    rng = np.random.default_rng(0)
-    toy, reference = toy_model(rng)
-    feats = rng.uniform(0, 26, (600, BANDS)).astype(np.float32)  # the micro front end's range (0 to ~26)
+    w, b = toy_weights(0)
+    toy = toy_model(w, b)
+    feats = np.random.default_rng(1).uniform(0, 26, (600, BANDS)).astype(np.float32)  # the front end's range
 
     def representative():
         for i in range(0, 300, STRIDE):
@@ -114,7 +122,7 @@ def main() -> None:
         if (i + 1) % mww.stride == 0:
             got.append(p)
     got = np.array(got)
-    ref, stateless = reference(feats), reference(feats, stateful=False)
+    ref, stateless = toy_reference(feats, w, b), toy_reference(feats, w, b, stateful=False)
 
     from ai_edge_litert.interpreter import Interpreter
 
@@ -134,8 +142,13 @@ def main() -> None:
                              "manifest_tensor_arena_size":
                                  json.loads(p.with_suffix(".json").read_text())["micro"]["tensor_arena_size"]}
                     for p in sorted(bundled.glob("*.tflite"))},
-        "command": f"/work/venv19/bin/python benchmarks/tflite_toolchain.py --out {a.out}",
+        "command": f"/work/venv19/bin/python benchmarks/tflite_toolchain.py --out {a.out}"
+                   + (f" --fixture {a.fixture}" if a.fixture else ""),
     }
+    if a.fixture:
+        Path(a.fixture).mkdir(parents=True, exist_ok=True)
+        for f in ("toy.tflite", "toy.json"):
+            shutil.copy(tmp / f, Path(a.fixture) / f)
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / "tflite_toolchain.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -279,3 +279,27 @@ def test_cli_bench_with_a_microwakeword_peer(tmp_path, capsys):
     r = json.loads((tmp_path / "out" / "bench.json").read_text())["sets"]["folders"]["detectors"]["microWakeWord okay_nabu"]
     assert r["n_positive"] == 3 and r["frr_at_default"] == 0.0 and r["cpu_s_per_audio_hour"] > 0
     assert "microWakeWord okay_nabu" in capsys.readouterr().out
+
+
+def test_microwakeword_manifest_runs_our_streaming_int8_tflite_through_the_bench_path(speech_audio):
+    """mww:NAME.json: an ESPHome-style manifest and a streaming int8 .tflite with its ring buffer in resource
+    variables (a toy built by TensorFlow's converter: benchmarks/tflite_toolchain.py --fixture), run through
+    pymicro-wakeword's loader and front end; its scores follow the float toy fed the same front-end frames."""
+    pytest.importorskip("pymicro_wakeword")
+    from conftest import REPO
+    from pymicro_wakeword import MicroWakeWordFeatures
+
+    from benchmarks.tflite_toolchain import toy_reference, toy_weights
+
+    det = load_detector(f"mww:{REPO / 'tests' / 'data' / 'mww_toy' / 'toy.json'}")
+    assert det.name == "microWakeWord toy" and det.phrase == "toy" and det.default_threshold == 0.5
+    audio = np.concatenate([np.zeros(SR // 2, np.float32), speech_audio])
+    det.reset()
+    got = det.process(audio)
+    pcm = (audio * 32767).astype(np.int16).tobytes()
+    frames = np.concatenate([f.reshape(1, -1) for f in MicroWakeWordFeatures().process_streaming(pcm)])
+    ref = toy_reference(frames.astype(np.float32), *toy_weights(0))
+    stateless = toy_reference(frames.astype(np.float32), *toy_weights(0), stateful=False)
+    assert len(got) == len(ref) > 50
+    # measured medians: 6e-4 (espeak) / 8.7e-4 (LJSpeech) against the float toy, 0.065 / 0.094 against a stateless one
+    assert np.median(np.abs(got - ref)) < 0.005 and np.median(np.abs(got - stateless)) > 0.02
