@@ -175,3 +175,30 @@ def test_tflite_head_runs_in_home_assistants_runtime(tmp_path):
     assert n > 20
     d = np.abs(probs[first:first + n] - ours[:n])
     assert d.max() < 1e-4, d.max()
+
+
+def test_export_follows_the_heads_context(tmp_path):
+    """A head over 16 embeddings (openWakeWord's stock models' N) exports as (1, 16, 96), and openWakeWord
+    reads 16 from the file; scores agree as for 3 (measured 7.2e-7). Needs the `context` model parameter
+    (issue #16); skipped on a checkout whose head reads a fixed 3 embeddings."""
+    from wakeword.models import speech_embedding as se
+    from wakeword.oww_export import export_openwakeword_onnx, head_context
+
+    if "context" not in se.KNOWN:
+        pytest.skip("this checkout's speech-embedding head has no `context` parameter")
+    torch.manual_seed(0)
+    feat = FeatureConfig(window_s=se.window_seconds(16))
+    model = WakeWordModel("speech_embedding", {"hidden": 16, "context": 16}, feat).eval()
+    with torch.no_grad():
+        model.backbone.classifier.weight.mul_(4.0)
+    assert head_context(model) == 16
+    path = export_openwakeword_onnx(model, tmp_path / "long.onnx")
+    from wakeword.audio.tts import EspeakBackend, Prosody
+
+    b = EspeakBackend()
+    speech = b.synthesize("hey computer, turn on the kitchen lights please, and then the radio", b.voices()[0],
+                          Prosody())
+    audio = speech + 1e-3 * np.random.default_rng(0).standard_normal(len(speech)).astype(np.float32)
+    assert _oww_scores(path, audio)[1] == {"inputs": 16, "outputs": 1}
+    d = _agreement(model, path, audio)
+    assert d.max() < 1e-4, d.max()
