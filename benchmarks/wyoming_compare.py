@@ -32,12 +32,13 @@ def main() -> None:
         ours, _ = det.score_track(pcm.astype(np.float32) / 32767)
         theirs = np.array(c["probabilities"])
         n = min(len(ours), len(theirs))
-        rows.append({"clip": c["clip"], "scores": n, "max_abs_diff": float(np.abs(theirs[:n] - ours[:n]).max()),
+        rows.append({"clip": c["clip"], "scores": n,  # 0: a clip shorter than one window (nothing to compare)
+                     "max_abs_diff": float(np.abs(theirs[:n] - ours[:n]).max()) if n else None,
                      "server_detected": any(e["type"] == "detection" for e in c["events"]),
                      "ours_detected": bool(ours.max() >= thr)})
-    d = np.array([r["max_abs_diff"] for r in rows])
+    d = np.array([r["max_abs_diff"] for r in rows if r["scores"]])
     report["comparison"] = {
-        "model": a.model, "clips": len(rows), "max_abs_diff": float(d.max()), "median_per_clip_max": float(np.median(d)),
+        "model": a.model, "clips": len(rows), "clips_compared": len(d), "max_abs_diff": float(d.max()), "median_per_clip_max": float(np.median(d)),
         "same_decision": int(sum(r["server_detected"] == r["ours_detected"] for r in rows)),
         "server_detections": int(sum(r["server_detected"] for r in rows)),
         "our_detections": int(sum(r["ours_detected"] for r in rows)),
