@@ -73,7 +73,7 @@ def export_openwakeword_onnx(model: WakeWordModel, path: str | Path, metadata: d
                              opset: int = 13) -> Path:
     """Write the head as an ONNX model openWakeWord loads as a custom wake word; returns the path.
 
-    opset 13: onnxruntime builds as old as openWakeWord's own dependency floor run it."""
+    opset 13: every onnxruntime openWakeWord 0.5.1 accepts (>= 1.10) runs it."""
     import onnx
 
     from wakeword.export import compact_names
