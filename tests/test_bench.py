@@ -225,3 +225,81 @@ def test_ensemble_scores_the_mean_of_its_members(tiny_run, tiny_data, tmp_path, 
         load_detector(f"{a}+{tmp_path / 'm.stream.onnx'}")
     with pytest.raises(ValueError, match="no such file"):
         load_detector(f"{a}+{tmp_path / 'missing.pt'}")
+
+
+def _espeak(text: str, voice: int = 0) -> np.ndarray:
+    from wakeword.audio.tts import EspeakBackend, Prosody
+
+    b = EspeakBackend()
+    return b.synthesize(text, b.voices()[voice], Prosody())
+
+
+def test_microwakeword_runs_through_its_own_streaming_api_with_state_reset():
+    """A bundled microWakeWord model through pymicro-wakeword's own front end and interpreter: it fires on
+    its phrase (espeak-ng 'okay nabu', measured 0.97-0.996 over 6 voices) and not on another sentence
+    (0.005), one score per model run (every 30 ms), and a reset gives the same scores again."""
+    pytest.importorskip("pymicro_wakeword")
+    from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
+
+    det = load_detector("mww:okay_nabu")
+    assert det.kind == "microwakeword" and det.phrase == "okay nabu" and det.name == "microWakeWord okay_nabu"
+    assert det.hop_s == pytest.approx(0.03) and det.first_end_s == pytest.approx(0.05)
+    assert det.default_threshold == 0.85  # the model's own probability_cutoff
+    pad = np.zeros(SR, np.float32)
+    audio = np.concatenate([pad, _espeak("okay nabu"), pad])
+    det.reset()
+    got = det.process(audio[:12345])
+    got = np.concatenate([got, det.process(audio[12345:])])  # chunks of any size: the state carries over
+    assert len(got) == ((len(audio) - 480) // 160 + 1) // 3
+    assert got.max() > det.default_threshold
+    det.process(0.3 * np.random.default_rng(0).standard_normal(2 * SR).astype(np.float32))
+    det.reset()
+    assert np.array_equal(det.process(audio), got)
+    # the reference: pymicro-wakeword's API driven directly, keeping the probabilities of the runs
+    ref_model, feats = MicroWakeWord.from_builtin(Model.OKAY_NABU), MicroWakeWordFeatures()
+    pcm = (audio * 32767).astype(np.int16).tobytes()
+    probs = [ref_model.process_streaming_prob(f) for f in feats.process_streaming(pcm)]
+    assert np.allclose(got, probs[ref_model.stride - 1::ref_model.stride], atol=1e-6)
+    det.reset()
+    assert det.process(np.concatenate([pad, _espeak("the weather is nice in the kitchen today")])).max() < 0.5
+    with pytest.raises(ValueError, match="unknown microWakeWord model"):
+        load_detector("mww:computer")
+
+
+def test_cli_bench_with_a_microwakeword_peer(tmp_path, capsys):
+    pytest.importorskip("pymicro_wakeword")
+    from wakeword.cli import main
+
+    for i in range(3):
+        _write(tmp_path / "pos" / f"{i}.wav", _espeak("okay nabu", i))
+    _write(tmp_path / "neg" / "n.wav", _espeak("the weather is nice in the kitchen today, and the dishes are done"))
+    rc = main(["-q", "bench", "--positives", str(tmp_path / "pos"), "--negatives", str(tmp_path / "neg"),
+               "--phrase", "okay nabu", "--detector", "mww:okay_nabu", "--out", str(tmp_path / "out")])
+    assert rc == 0
+    r = json.loads((tmp_path / "out" / "bench.json").read_text())["sets"]["folders"]["detectors"]["microWakeWord okay_nabu"]
+    assert r["n_positive"] == 3 and r["frr_at_default"] == 0.0 and r["cpu_s_per_audio_hour"] > 0
+    assert "microWakeWord okay_nabu" in capsys.readouterr().out
+
+
+def test_microwakeword_manifest_runs_our_streaming_int8_tflite_through_the_bench_path(speech_audio):
+    """mww:NAME.json: an ESPHome-style manifest and a streaming int8 .tflite with its ring buffer in resource
+    variables (a toy built by TensorFlow's converter: benchmarks/tflite_toolchain.py --fixture), run through
+    pymicro-wakeword's loader and front end; its scores follow the float toy fed the same front-end frames."""
+    pytest.importorskip("pymicro_wakeword")
+    from conftest import REPO
+    from pymicro_wakeword import MicroWakeWordFeatures
+
+    from benchmarks.tflite_toolchain import toy_reference, toy_weights
+
+    det = load_detector(f"mww:{REPO / 'tests' / 'data' / 'mww_toy' / 'toy.json'}")
+    assert det.name == "microWakeWord toy" and det.phrase == "toy" and det.default_threshold == 0.5
+    audio = np.concatenate([np.zeros(SR // 2, np.float32), speech_audio])
+    det.reset()
+    got = det.process(audio)
+    pcm = (audio * 32767).astype(np.int16).tobytes()
+    frames = np.concatenate([f.reshape(1, -1) for f in MicroWakeWordFeatures().process_streaming(pcm)])
+    ref = toy_reference(frames.astype(np.float32), *toy_weights(0))
+    stateless = toy_reference(frames.astype(np.float32), *toy_weights(0), stateful=False)
+    assert len(got) == len(ref) > 50
+    # measured medians: 6e-4 (espeak) / 8.7e-4 (LJSpeech) against the float toy, 0.065 / 0.094 against a stateless one
+    assert np.median(np.abs(got - ref)) < 0.005 and np.median(np.abs(got - stateless)) > 0.02

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,15 +44,18 @@ def test_demo_with_the_speech_embedding_detector_exports_window_and_streaming_gr
     cfg = tmp_path / "demo.yaml"
     cfg.write_text("""
 data: {phrase: computer, n_positive: 16, n_adversarial: 8, n_speech: 8, n_noise: 4, n_babble: 2, n_words: 0,
-       engines: [espeak-ng]}
-train: {arch: speech_embedding, lr: 0.001, epochs: 1, steps_per_epoch: 2, batch_size: 8, model: {hidden: 8}}
-eval: {sets: []}
-""")
-    text = run_demo(cfg, tmp_path / "out", progress=False).read_text()
-    assert "model: speech_embedding" in text
+       engines: [espeak-ng], window_s: 1.5}
+train: {arch: speech_embedding, lr: 0.001, epochs: 1, steps_per_epoch: 2, batch_size: 8,
+        model: {hidden: 8, context: 16}, cache_draws: 1, select: frr, threshold_fa_per_hour: 0.5, val_noisy: true}
+eval: {sets: [EVALSET]}
+""".replace("EVALSET", str(Path(__file__).resolve().parents[1] / "configs" / "eval" / "real_dev_computer.yaml")))
+    # the recipe's path (16-embedding head, cached embeddings, FRR selection, calibrated threshold) for the user's
+    # own phrase: the real "computer" recordings are not its evaluation set
+    text = run_demo(cfg, tmp_path / "out", progress=False, phrase="hey nova").read_text()
+    assert "model: speech_embedding" in text and "stay within 0.5 per hour" in text and "real_dev" not in text
     export = tmp_path / "out" / "export"
     window = OnnxDetector(export / "model.onnx")
-    assert json.loads(window.metadata["phrase"]) == "computer"
+    assert json.loads(window.metadata["phrase"]) == "hey nova"
     audio = np.random.default_rng(0).normal(0, 0.05, 3 * 16000).astype(np.float32)
     scores = OnnxStreamer(export / "model.stream.onnx").feed(audio)
     assert len(scores) > 0 and np.all((scores >= 0) & (scores <= 1))

@@ -383,6 +383,14 @@ def cmd_export(a: argparse.Namespace) -> int:
     from wakeword.evaluation.evaluate import EvalSet
     from wakeword.export import export_model
 
+    if a.format == "openwakeword":
+        from wakeword.oww_export import export_openwakeword
+
+        if a.int8 or a.streaming or a.qat != "off":
+            raise ValueError("--format openwakeword writes the head over openWakeWord's own front end "
+                             "(float, run by openWakeWord): drop --int8 / --streaming / --qat")
+        print(json.dumps(export_openwakeword(a.model, a.out), indent=2))
+        return 0
     sets = [EvalSet.from_yaml(y) for y in a.set or []]
     report = export_model(a.model, a.out, int8=a.int8, data_dir=a.data, eval_sets=sets, progress=not a.quiet,
                           streaming=a.streaming, qat=a.qat, qat_steps=a.qat_steps, qat_lr=a.qat_lr)
@@ -658,7 +666,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(always one CPU thread, so the cost column compares like with like)")
     b.add_argument("--detector", action="append", required=True,
                    help="[label=]SPEC, repeatable: a .pt checkpoint, an .onnx / .int8.onnx / .stream.onnx export, "
-                        "oww:NAME (openWakeWord: alexa, hey_mycroft, hey_jarvis, hey_rhasspy, timer, weather), "
+                        "oww:NAME (openWakeWord: alexa, hey_mycroft, hey_jarvis, hey_rhasspy, timer, weather, or a "
+                        "custom model's NAME.onnx), mww:NAME (microWakeWord via pymicro-wakeword: alexa, hey_jarvis, "
+                        "hey_mycroft, okay_nabu, or a manifest's NAME.json), "
                         "or A.pt+B.pt+... (an ensemble: the mean of its members' probabilities)")
     b.add_argument("--preset", action="append", help="a described data set: real-dev (../shared/data/real, 'computer')")
     b.add_argument("--set", action="append", help="set YAML: root, positives, negatives, noise globs, phrase")
@@ -676,6 +686,9 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="export ONNX with the front end inside")
     x.add_argument("--model", required=True)
     x.add_argument("--out", required=True, help="output .onnx path (INT8 goes next to it as NAME.int8.onnx)")
+    x.add_argument("--format", choices=("wakeword", "openwakeword"), default="wakeword",
+                   help="wakeword: raw audio in, score out (ours); openwakeword: the head of a speech_embedding "
+                        "model as a custom openWakeWord / Home Assistant model (NAME.onnx + NAME.json)")
     x.add_argument("--int8", action="store_true", help="also write a static INT8 model and its accuracy report")
     x.add_argument("--streaming", action="store_true",
                    help="also write NAME.stream.onnx: one hop of audio + state in, score + new state out")

@@ -72,6 +72,10 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, 
             skipped_sets.append(str(exc))
             logger.warning("skipping evaluation set: %s", exc)
     det = Detector.load(summary["best_checkpoint"])
+    if getattr(det.model.backbone, "embedding_frozen", False):
+        from wakeword.training.feature_cache import all_cores
+
+        all_cores(det.model.backbone)  # the evaluation's embeddings on every core (the head stays on one)
     threshold = ev.get("threshold") if ev.get("threshold") is not None else det.default_threshold
     report = evaluate(det, sets, out / "eval", max_fpr=ev.get("max_fpr", 0.1), threshold=threshold,
                       progress=progress)

@@ -1,4 +1,4 @@
-"""Detectors as the benchmark sees them: this project's checkpoints and ONNX files, and openWakeWord.
+"""Detectors as the benchmark sees them: this project's checkpoints and ONNX files, openWakeWord, microWakeWord.
 
 Every detector is driven the same way: ``reset()`` (fresh state, as after loading), then
 ``process(audio)`` with float32 mono audio at 16 kHz, returning the scores it produced for that
@@ -9,7 +9,10 @@ Specs (``load_detector``): ``path/to/best.pt`` (a checkpoint in torch: the track
 every window),
 ``model.onnx`` (the float or INT8 window export, onnxruntime), ``model.stream.onnx`` (the stateful
 streaming export, fed hop by hop), ``oww:NAME`` (an openWakeWord 0.5.1 pretrained model such as
-``oww:hey_jarvis``, through its own streaming API in 80 ms chunks), ``a.pt+b.pt+c.pt`` (an ensemble: the
+``oww:hey_jarvis``, or ``oww:path/NAME.onnx``, a custom one such as ``wakeword export --format openwakeword``
+writes, through openWakeWord's own streaming API in 80 ms chunks), ``mww:NAME`` (a microWakeWord model bundled
+with pymicro-wakeword 2.5.0: ``alexa``, ``hey_jarvis``, ``hey_mycroft``, ``okay_nabu``, or ``mww:path/NAME.json``,
+through its own streaming API), ``a.pt+b.pt+c.pt`` (an ensemble: the
 mean of its members' probabilities, window by window; members are checkpoints or window exports with the
 same front end). ``label=spec`` names it in reports.
 """
@@ -23,7 +26,9 @@ import numpy as np
 from wakeword.audio.io import SAMPLE_RATE
 from wakeword.dataset.text import normalise
 from wakeword.export import trained_phrase
+
 OWW_MODELS = ("alexa", "hey_mycroft", "hey_jarvis", "hey_rhasspy", "timer", "weather")
+MWW_MODELS = ("alexa", "hey_jarvis", "hey_mycroft", "okay_nabu")  # bundled with pymicro-wakeword 2.5.0
 
 
 class WindowDetector:
@@ -126,8 +131,12 @@ class OpenWakeWordDetector:
         except ImportError as exc:
             raise ImportError("openWakeWord is not installed: pip install --no-deps 'openwakeword==0.5.1' "
                               "(or `pip install -e .[peers]`)") from exc
-        if model_name not in OWW_MODELS:
-            raise ValueError(f"unknown openWakeWord model '{model_name}'; pretrained ones: {list(OWW_MODELS)}")
+        custom = model_name.endswith(".onnx")  # a custom model file (`wakeword export --format openwakeword`)
+        if custom and not Path(model_name).is_file():
+            raise ValueError(f"no openWakeWord model file {model_name}")
+        if not custom and model_name not in OWW_MODELS:
+            raise ValueError(f"unknown openWakeWord model '{model_name}'; pretrained ones: {list(OWW_MODELS)}, "
+                             "or a custom model's path (NAME.onnx)")
         state = np.random.get_state()
         np.random.seed(0)  # its initial embedding buffer is computed from random noise
         try:
@@ -143,12 +152,18 @@ class OpenWakeWordDetector:
         self._initial = {k: _copy(getattr(pre, k)) for k in
                          ("raw_data_buffer", "melspectrogram_buffer", "accumulated_samples",
                           "raw_data_remainder", "feature_buffer")}
-        self.name, self.kind, self.source = name, "openwakeword", f"openwakeword-0.5.1:{model_name}"
+        self.name, self.kind = name, "openwakeword"
+        self.source = f"openwakeword-0.5.1:{_file_id(model_name) if custom else model_name}"
         self.phrase = model_name.replace("_", " ")
+        self.default_threshold = 0.5
+        if custom:  # our export: the phrase and the calibrated threshold are in its manifest
+            manifest = Path(model_name).with_suffix(".json")
+            m = json.loads(manifest.read_text()) if manifest.is_file() else {}
+            self.phrase = m.get("wake_word")
+            self.default_threshold = 0.5 if m.get("threshold") is None else float(m["threshold"])
         self.sample_rate = SAMPLE_RATE
         self.hop_s = self.CHUNK / SAMPLE_RATE
         self.first_end_s = self.hop_s
-        self.default_threshold = 0.5
         self._pending = np.zeros(0, np.int16)
 
     def reset(self) -> None:
@@ -168,6 +183,61 @@ class OpenWakeWordDetector:
             out[i] = max(p[k] for k in self.labels)
         self._pending = pcm[n * self.CHUNK:]
         return out
+
+
+class MicroWakeWordDetector:
+    """A microWakeWord model (the int8 streaming TFLite models ESPHome runs), through ``pymicro-wakeword``'s own
+    streaming API: ``MicroWakeWordFeatures`` (the TFLite-Micro audio front end, one 40-band frame per 10 ms)
+    then ``MicroWakeWord.process_streaming_prob`` frame by frame.
+
+    The model runs once per ``stride`` frames (30 ms for the bundled ones); the score of each run is what the
+    device compares with ``probability_cutoff``: the mean of the last ``sliding_window_size`` probabilities
+    (0 until that many runs). ``reset()`` reloads the model (its streaming state lives in the interpreter's
+    variables) and resets the front end. The default threshold is the model's own ``probability_cutoff``.
+    """
+
+    FRAME = 160  # samples per front-end frame (10 ms)
+    WINDOW = 480  # samples of the front end's first frame (30 ms)
+
+    def __init__(self, model_name: str, name: str):
+        try:
+            from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
+        except ImportError as exc:
+            raise ImportError("pymicro-wakeword is not installed: pip install 'pymicro-wakeword==2.5.0'") from exc
+        custom = model_name.endswith(".json")  # a manifest next to its .tflite, as ESPHome reads it
+        if custom:
+            if not Path(model_name).is_file():
+                raise ValueError(f"no microWakeWord manifest {model_name}")
+            self.model = MicroWakeWord.from_config(model_name)
+        else:
+            if model_name not in MWW_MODELS:
+                raise ValueError(f"unknown microWakeWord model '{model_name}'; bundled ones: {list(MWW_MODELS)}, "
+                                 "or a manifest's path (NAME.json)")
+            self.model = MicroWakeWord.from_builtin(Model(model_name))
+        self.features = MicroWakeWordFeatures()
+        self.name, self.kind = name, "microwakeword"
+        self.source = f"pymicro-wakeword-2.5.0:{_file_id(model_name) if custom else model_name}"
+        self.phrase = self.model.wake_word.lower()
+        self.sample_rate = SAMPLE_RATE
+        self.hop_s = self.model.stride * self.FRAME / SAMPLE_RATE
+        self.first_end_s = (self.WINDOW + (self.model.stride - 1) * self.FRAME) / SAMPLE_RATE
+        self.default_threshold = float(self.model.probability_cutoff)
+        self._frames = 0  # front-end frames given to the model since the last reset
+
+    def reset(self) -> None:
+        self.model.reset()
+        self.features.reset()
+        self._frames = 0
+
+    def process(self, audio: np.ndarray) -> np.ndarray:
+        pcm = (np.clip(np.asarray(audio, np.float32), -1.0, 1.0) * 32767).astype(np.int16)
+        out = []
+        for frame in self.features.process_streaming(pcm.tobytes()):
+            p = self.model.process_streaming_prob(frame)
+            self._frames += 1
+            if self._frames % self.model.stride == 0:  # the frames that ran the model (the others return 0)
+                out.append(p)
+        return np.array(out, np.float32)
 
 
 def _file_id(path) -> str:
@@ -218,7 +288,10 @@ def load_detector(spec: str, embedding_cache: str | Path | None = None):
         return EnsembleDetector(members, label or "+".join(m.name for m in members))
     if target.startswith("oww:"):
         model = target[4:]
-        return OpenWakeWordDetector(model, label or f"openWakeWord {model}")
+        return OpenWakeWordDetector(model, label or f"openWakeWord {Path(model).stem}")
+    if target.startswith("mww:"):
+        model = target[4:]
+        return MicroWakeWordDetector(model, label or f"microWakeWord {Path(model).stem}")
     path = Path(target)
     if not path.is_file():
         raise ValueError(f"detector '{spec}': no such file {path}")
@@ -249,7 +322,7 @@ def load_detector(spec: str, embedding_cache: str | Path | None = None):
         phrase = det.metadata.get("phrase")
         kind = "onnx-int8" if "quantization" in det.metadata else "onnx"
         return WindowDetector(det, name, json.loads(phrase) if phrase else None, kind)
-    raise ValueError(f"detector '{spec}': expected a .pt checkpoint, an .onnx export or oww:NAME")
+    raise ValueError(f"detector '{spec}': expected a .pt checkpoint, an .onnx export, oww:NAME or mww:NAME")
 
 
 def same_phrase(a: str | None, b: str | None) -> bool:
@@ -259,5 +332,5 @@ def same_phrase(a: str | None, b: str | None) -> bool:
     return normalise(a) == normalise(b)
 
 
-__all__ = ["OWW_MODELS", "EnsembleDetector", "OpenWakeWordDetector", "StreamingOnnxDetector", "WindowDetector", "load_detector",
-           "same_phrase"]
+__all__ = ["MWW_MODELS", "OWW_MODELS", "EnsembleDetector", "MicroWakeWordDetector", "OpenWakeWordDetector",
+           "StreamingOnnxDetector", "WindowDetector", "load_detector", "same_phrase"]

@@ -411,7 +411,8 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
             weights = weights.repeat(cfg.cache_draws) / cfg.cache_draws
     if cfg.val_noisy:
         v_noises = [c for r, c in zip(val_rows, val_clips) if r.kind in cfg.background_kinds]
-        extra_rows, extra_clips = noisy_copies(val_rows, val_clips, v_noises, cfg.seed)
+        # seeded by the data, not the run: every run of a data folder validates on the same audio
+        extra_rows, extra_clips = noisy_copies(val_rows, val_clips, v_noises, 0)
         val_rows, val_clips = val_rows + extra_rows, val_clips + extra_clips
     specaug = SpecAugment(SpecAugmentConfig(**cfg.specaugment))
 
