@@ -59,10 +59,12 @@ def cmd_data_build(a: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- train
-def _train_config(a: argparse.Namespace):
+def _train_config(a: argparse.Namespace, recommended: bool = False):
+    """The train config of a command; ``recommended``: with no --config (nor --arch / --init-from), the recommended
+    recipe (`wakeword train`), else TrainConfig's defaults (the student, which `distill` trains)."""
     from wakeword.training.fit import TrainConfig
 
-    if a.config is None and getattr(a, "arch", None) is None and not getattr(a, "init_from", None):
+    if recommended and a.config is None and getattr(a, "arch", None) is None and not getattr(a, "init_from", None):
         from wakeword.pipeline import DEFAULT_CONFIG
 
         d = _load_yaml(str(DEFAULT_CONFIG), "train")  # no config: the recommended recipe (the demo's model)
@@ -80,7 +82,7 @@ def _train_config(a: argparse.Namespace):
 def cmd_train(a: argparse.Namespace) -> int:
     from wakeword.training.fit import fit
 
-    summary = fit(_train_config(a), a.data, a.out, resume=not a.no_resume, progress=not a.quiet)
+    summary = fit(_train_config(a, recommended=True), a.data, a.out, resume=not a.no_resume, progress=not a.quiet)
     print(json.dumps(summary, indent=2))
     return 0
 

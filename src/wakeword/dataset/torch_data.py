@@ -97,3 +97,28 @@ def pad_for_scoring(audio: np.ndarray, feat: FeatureConfig, pad_s: float | None 
     if len(out) < feat.window_samples:
         out = np.concatenate([out, np.zeros(feat.window_samples - len(out), np.float32)])
     return out
+
+
+def balance_engines(rows: list[ClipRow], weights: np.ndarray) -> np.ndarray:
+    """Reweight so every TTS engine has the same share of the sampled positives as of the sampled negatives.
+
+    Why: when one engine speaks mostly positives (Kokoro, the slow natural voice, was planned onto positives first),
+    a detector can learn the engine ("sounds natural") instead of the phrase, and then fires on real speech, which
+    sounds natural too. Each engine's weight within a label is scaled to that engine's share of all sampled windows;
+    engines that speak only one label keep their clips but at that overall share. Class totals are unchanged.
+    """
+    w = np.asarray(weights, dtype=np.float64).copy()
+    labels = np.array([r.label for r in rows])
+    engines = np.array([r.engine for r in rows])
+    overall = {e: w[engines == e].sum() / w.sum() for e in set(engines)}
+    for lab in (0, 1):
+        m = labels == lab
+        total = w[m].sum()
+        if total <= 0:
+            continue
+        present = {e for e in set(engines[m])}
+        norm = sum(overall[e] for e in present)
+        for e in present:
+            me = m & (engines == e)
+            w[me] *= (overall[e] / norm) * total / w[me].sum()
+    return w

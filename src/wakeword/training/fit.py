@@ -75,6 +75,8 @@ class TrainConfig:
     #                      of every seed train on one cache (their seeds still set weights, sampling, dropout)
     exclude_engines: tuple[str, ...] = ()  # TTS engines whose clips are left out (e.g. ("kokoro",): the data
     #                                        lever measured without rebuilding the data folder)
+    balance_engines: bool = False  # sample every TTS engine at the same share among positives and negatives (an
+    #                               engine that speaks mostly one class is a shortcut: docs/RESULTS.md, issue #16)
     neg_weight: float = 1.0  # loss weight of negative windows (> 1 pushes false accepts down, at recall's cost)
     neg_weight_ramp: bool = False  # raise the negative weight linearly from 1 to neg_weight over the run
     focal_gamma: float = 0.0  # > 0: focal loss (down-weights windows the model already gets right)
@@ -387,7 +389,12 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
     for term in loss_terms:
         if hasattr(term, "prepare"):
             term.prepare(ds, device, run_dir, progress)
-    weights = torch.from_numpy(sample_weights(train_rows, cfg.positive_fraction, cfg.adversarial_fraction))
+    weights = sample_weights(train_rows, cfg.positive_fraction, cfg.adversarial_fraction)
+    if cfg.balance_engines:
+        from wakeword.dataset.torch_data import balance_engines
+
+        weights = balance_engines(train_rows, weights)
+    weights = torch.from_numpy(weights)
     cached = cfg.cache_draws > 0
     train_ds = ds
     scorer = None  # validation through cached embeddings (frozen-embedding backbones)
