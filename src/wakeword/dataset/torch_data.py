@@ -61,12 +61,15 @@ class TrainWindows(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def window(self, draw: int, i: int) -> np.ndarray:
+        """Augmentation draw ``draw`` of clip ``i``: (samples,) float32, the same numbers every time it is asked."""
+        rng = np.random.default_rng([self.seed, draw, i])
+        return augment_window(self.clips[i], int(self.labels[i]), self.feat.window_samples, self.aug, rng,
+                              self.noises, self.rirs)
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, torch.Tensor]:
         """-> (audio (samples,), label, key (2,) = (epoch, index): identifies this exact draw)."""
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        x = augment_window(self.clips[i], int(self.labels[i]), self.feat.window_samples, self.aug, rng,
-                           self.noises, self.rirs)
-        return torch.from_numpy(x), int(self.labels[i]), torch.tensor([self.epoch, i])
+        return torch.from_numpy(self.window(self.epoch, i)), int(self.labels[i]), torch.tensor([self.epoch, i])
 
 
 def sample_weights(rows: list[ClipRow], positive_fraction: float, adversarial_fraction: float) -> np.ndarray:

@@ -4,8 +4,8 @@ The speech embedding under the default detector is frozen, so a training window'
 the clip and its augmentation draw. They are computed once for ``draws`` fixed draws per clip (the draws the
 uncached loop makes with ``augment_draws``: same generator seeds, so cached = recomputed, which a test checks)
 and stored as float16 in one memory-mapped array; the head then trains for tens of thousands of steps in
-minutes. Validation audio (positives padded with silence, negatives as long streams) is embedded once the
-same way.
+minutes. Validation audio (positives padded with silence, negatives as long streams) is embedded once
+(``EmbeddingTrackScorer``).
 
 Layout: ``<data_dir>/cache/<kind>-<key>/``, where the key hashes everything that determines the numbers (the
 clips' sha256 and labels, augmentation and front-end settings, seed, draws, background and RIR audio, the
@@ -69,12 +69,7 @@ class _Draws(Dataset):
     def __getitem__(self, j: int):
         k = self.start + j
         d, i = divmod(k, self.n)
-        rng = np.random.default_rng([self.ds.seed, d, i])  # TrainWindows' seeding with epoch = draw
-        from wakeword.dataset.augment import augment_window
-
-        x = augment_window(self.ds.clips[i], int(self.ds.labels[i]), self.ds.feat.window_samples, self.ds.aug, rng,
-                           self.ds.noises, self.ds.rirs)
-        return torch.from_numpy(x), k
+        return torch.from_numpy(self.ds.window(d, i)), k  # the uncached loop's draw d of clip i
 
 
 def all_cores(backbone) -> None:
@@ -167,26 +162,6 @@ class CachedWindows(Dataset):
     def __getitem__(self, k: int):
         d, i = divmod(k, self.n)
         return torch.from_numpy(np.asarray(self.emb[k], dtype=np.float32)), int(self.labels[i]), torch.tensor([d, i])
-
-
-def track_cache(backbone, tracks: list[np.ndarray], cache_root: Path, name: str, progress: bool = True) -> list[np.ndarray]:
-    """Embeddings (96, E_k) float16 of each whole track, computed once (validation positives and streams)."""
-    key = digest(name, audio_digest(tracks), weights_digest(backbone.embedding))
-    path = cache_root / f"{name}-{key}.npz"
-    if path.exists():
-        with np.load(path) as z:
-            return [z[f"t{i}"] for i in range(len(tracks))]
-    out = []
-    all_cores(backbone)
-    for t in tqdm(tracks, desc=f"embedding {name}", disable=not progress):
-        with torch.no_grad():
-            e = backbone.track_embeddings(torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32)))
-        out.append(e.T.numpy().astype(np.float16))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **{f"t{i}": e for i, e in enumerate(out)})
-    tmp.replace(path)
-    return out
 
 
 class EmbeddingTrackScorer:

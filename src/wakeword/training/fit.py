@@ -200,8 +200,7 @@ def window_loss(logits: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, st
 CALIBRATION_TARGETS = (0.5, 1.0, 2.0, 5.0, 10.0)  # FA/h on the validation stream: thresholds recorded per epoch
 
 
-def stream_validation(model: WakeWordModel, scorer, rows: list[ClipRow], clips: list[np.ndarray],
-                      cfg: TrainConfig, noises: list[np.ndarray]) -> dict[str, float]:
+def stream_validation(scorer, rows: list[ClipRow], clips: list[np.ndarray], cfg: TrainConfig) -> dict[str, float]:
     """Validation through the evaluation protocol: positives padded with silence (clip max), negatives played as
     continuous streams; clip pAUC, FRR at ``target_fa_per_hour`` and the calibrated threshold."""
     from wakeword.evaluation import metrics
@@ -515,8 +514,7 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
                   **{f"train_{k}": v / n for k, v in sums.items()}}
         if scorer is not None or cfg.select == "frr":
             model.eval()
-            record.update(stream_validation(model, scorer or _TorchScorer(model, device), val_rows, val_clips, cfg,
-                                            noises))
+            record.update(stream_validation(scorer or _TorchScorer(model, device), val_rows, val_clips, cfg))
         else:
             record.update(validate(model, val_rows, val_clips, cfg.max_fpr, device))
         record["seconds"] = round(time.time() - t0, 2)
