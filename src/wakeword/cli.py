@@ -385,6 +385,16 @@ def cmd_export(a: argparse.Namespace) -> int:
     from wakeword.evaluation.evaluate import EvalSet
     from wakeword.export import export_model
 
+    if a.format == "microwakeword":
+        from wakeword.mww_export import DEFAULT_WEBSITE, export_microwakeword
+
+        if a.int8 or a.streaming or a.qat != "off":
+            raise ValueError("--format microwakeword always writes the int8 streaming .tflite: drop --int8 / "
+                             "--streaming / --qat")
+        print(json.dumps(export_microwakeword(
+            a.model, a.out, wake_word=a.wake_word, data_dir=a.data, author=a.author or "wakeword",
+            website=a.website or DEFAULT_WEBSITE, sliding_window_size=a.sliding_window, probability_cutoff=a.probability_cutoff), indent=2))
+        return 0
     if a.format == "openwakeword":
         from wakeword.oww_export import export_openwakeword
 
@@ -494,9 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a detector (resumes a killed run); no --config: the recommended recipe "
                        "(configs/demo.yaml's train section)")
     t.add_argument("--config", help="YAML with a 'train:' section")
-    t.add_argument("--arch", choices=["speech_embedding", "mobilenetv3"],
-                   help="mobilenetv3: the small student for microcontroller-class devices (default: the config's, "
-                        "or the recommended speech-embedding detector)")
+    t.add_argument("--arch", choices=["speech_embedding", "mobilenetv3", "mixednet"],
+                   help="mobilenetv3: the small student for microcontroller-class devices; mixednet: the streaming "
+                        "student on microWakeWord's front end (ESPHome export, docs/ESPHOME.md) (default: the "
+                        "config's, or the recommended speech-embedding detector)")
     t.add_argument("--data", required=True)
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--epochs", type=int)
@@ -688,9 +699,20 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="export ONNX with the front end inside")
     x.add_argument("--model", required=True)
     x.add_argument("--out", required=True, help="output .onnx path (INT8 goes next to it as NAME.int8.onnx)")
-    x.add_argument("--format", choices=("wakeword", "openwakeword"), default="wakeword",
+    x.add_argument("--format", choices=("wakeword", "openwakeword", "microwakeword"), default="wakeword",
                    help="wakeword: raw audio in, score out (ours); openwakeword: the head of a speech_embedding "
-                        "model as a custom openWakeWord / Home Assistant model (NAME.onnx + NAME.json)")
+                        "model as a custom openWakeWord / Home Assistant model (NAME.onnx + NAME.json); "
+                        "microwakeword: a mixednet model as an ESPHome micro_wake_word model (int8 streaming "
+                        "NAME.tflite + NAME.json manifest; --out is a folder; docs/ESPHOME.md)")
+    for flag, text in (("--wake-word", "microwakeword: the phrase in the manifest (default: the data folder's)"),
+                       ("--author", "microwakeword: the manifest's author"),
+                       ("--website", "microwakeword: the manifest's website (default: a placeholder)")):
+        x.add_argument(flag, help=text)
+    x.add_argument("--sliding-window", type=int, default=1,
+                   help="microwakeword: probabilities ESPHome averages before the cutoff (1: the checkpoint's "
+                        "threshold as calibrated)")
+    x.add_argument("--probability-cutoff", type=float,
+                   help="microwakeword: the manifest's cutoff (default: the checkpoint's calibrated threshold)")
     x.add_argument("--int8", action="store_true", help="also write a static INT8 model and its accuracy report")
     x.add_argument("--streaming", action="store_true",
                    help="also write NAME.stream.onnx: one hop of audio + state in, score + new state out")

@@ -16,6 +16,9 @@ from torch import nn
 from wakeword.audio.io import SAMPLE_RATE
 
 
+FRONTENDS = ("logmel", "micro")
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     sample_rate: int = SAMPLE_RATE  # Hz
@@ -27,6 +30,19 @@ class FeatureConfig:
     window_s: float = 1.0  # seconds of audio the classifier sees at once
     score_stride: int = 8  # frames between two scores (8 x 10 ms = 80 ms)
     log_floor: float = 1e-6  # added to mel energy before log
+    # "logmel" (this module's LogMel) or "micro": the TFLite-Micro front end ESPHome's microWakeWord runs
+    # (features/micro.py; n_fft, hop_length, n_mels, f_min and f_max are then fixed by that C library)
+    frontend: str = "logmel"
+
+    def __post_init__(self) -> None:
+        if self.frontend not in FRONTENDS:
+            raise ValueError(f"frontend must be one of {FRONTENDS}, got {self.frontend!r}")
+        if self.frontend == "micro":
+            from wakeword.features.micro import MICRO_FEATURES
+
+            wrong = {k: getattr(self, k) for k, v in MICRO_FEATURES.items() if getattr(self, k) != v}
+            if wrong:
+                raise ValueError(f"the micro front end fixes {MICRO_FEATURES}; got {wrong}")
 
     @property
     def window_samples(self) -> int:
@@ -49,6 +65,15 @@ class FeatureConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def make_frontend(cfg: FeatureConfig) -> nn.Module:
+    """The front-end module of ``cfg``: (batch, samples) -> (batch, n_mels, frames)."""
+    if cfg.frontend == "micro":
+        from wakeword.features.micro import MicroFeatures
+
+        return MicroFeatures()
+    return LogMel(cfg)
 
 
 def n_frames(n_samples: int, cfg: FeatureConfig) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wakeword.features.logmel import FeatureConfig, LogMel
+from wakeword.features.logmel import FeatureConfig, make_frontend
 from wakeword.models.registry import build_model
 
 
@@ -39,7 +39,7 @@ class WakeWordModel(nn.Module):
         self.arch_params = dict(resolved) if resolved is not None else dict(arch_params)
         self.arch_params.pop("n_mels", None)
         self.input_kind = getattr(self.backbone, "input_kind", "mel")
-        self.frontend: nn.Module = LogMel(feat) if self.input_kind == "mel" else Waveform()
+        self.frontend: nn.Module = make_frontend(feat) if self.input_kind == "mel" else Waveform()
 
     @property
     def window_len(self) -> int:
@@ -69,6 +69,8 @@ class WakeWordModel(nn.Module):
             raise ValueError(f"track has {x.shape[-1]} front-end steps, fewer than one window ({w})")
         track = getattr(self.backbone, "score_track", None)  # a backbone that shares work between windows
         logits = track(x[0], w, s) if track is not None and self.input_kind == "audio" else None
+        if logits is None and hasattr(self.backbone, "track_logits"):  # fully convolutional: one pass
+            logits = self.backbone.track_logits(x[None])[0]
         if logits is not None:
             return torch.sigmoid(logits)
         windows = x.unfold(-1, w, s).permute(1, 0, 2)  # (n_windows, channels, w)

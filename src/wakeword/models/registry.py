@@ -41,7 +41,14 @@ def _speech_embedding(p: dict) -> nn.Module:
     return SpeechEmbeddingTeacher(p)
 
 
+def _mixednet(p: dict) -> nn.Module:
+    from wakeword.models.mixednet import MixedNet, MixedNetConfig
+
+    return MixedNet(MixedNetConfig.from_dict(p))
+
+
 register("mobilenetv3", lambda p: MobileNetV3(StudentConfig.from_dict(p)))
+register("mixednet", _mixednet)  # the microWakeWord-style streaming student (ESPHome export)
 register("conformer", _conformer)
 register("wav2vec2", _wav2vec2)
 register("speech_embedding", _speech_embedding)

@@ -128,6 +128,14 @@ class TrainConfig:
             raise ConfigError("train config", problems)
 
     def feature_config(self) -> FeatureConfig:
+        if self.arch == "mixednet":  # its window and score stride follow from the network
+            from wakeword.models.mixednet import mixednet_features
+
+            return mixednet_features(self.model, self.features)
+        if self.features.get("frontend") == "micro":  # the C front end fixes its frame parameters
+            from wakeword.features.micro import MICRO_FEATURES
+
+            return FeatureConfig(**{**self.features, **MICRO_FEATURES})
         return FeatureConfig(**self.features)
 
 
