@@ -63,6 +63,11 @@ if [ "$(ls "$KOKORO_DIR"/voices/*.bin 2>/dev/null | wc -l)" -lt 54 ]; then
     echo "[setup] npm not found: the data build goes on without Kokoro voices"
   fi
 fi
+# The ESPHome (microWakeWord) export's converter, TensorFlow, in its own environment .venv-tflite (~1.3 GB, ~3 min
+# measured: docs/BENCHMARKS.md); WAKEWORD_SKIP_TFLITE=1 leaves it out (the export and its test then say how to add it).
+if [ "${WAKEWORD_SKIP_TFLITE:-0}" != "1" ]; then
+  PYTHON="$PY" bash scripts/setup_tflite.sh
+fi
 "$PY" - <<'PYEOF'
 import torch
 assert torch.version.cuda is None, f"expected the CPU build of torch, got CUDA {torch.version.cuda}"
