@@ -160,3 +160,19 @@ def test_pymicro_wakeword_scores_match_the_torch_model(micro_export):
     assert ref.max() - ref.min() > 0.1  # the scores move, so agreement is not trivial
     shifted = np.abs(got[3:] - ref[:-3])  # the same scores 90 ms off: what a misalignment would give
     assert np.mean(diff) < np.mean(shifted)
+
+
+def test_streaming_in_chunks_equals_score_track(speech_audio):
+    """`Detector.stream()` of a micro front-end model keeps one front end across chunks: its scores equal the
+    whole-track scores (a front end restarted per chunk would not give them)."""
+    from wakeword.inference import Detector
+
+    cfg = TrainConfig(arch="mixednet", model=SMALL)
+    torch.manual_seed(0)
+    det = Detector(WakeWordModel("mixednet", SMALL, cfg.feature_config()))
+    audio = speech_audio[: 16000 * 3]
+    ref, _ = det.score_track(audio)
+    st = det.stream()
+    got = np.concatenate([st.feed(audio[i:i + 1000]) for i in range(0, len(audio), 1000)])
+    assert len(got) == len(ref) > 20
+    np.testing.assert_allclose(got, ref, atol=1e-5)

@@ -73,7 +73,9 @@ class Detector:
         idx = np.round(times / hop).astype(int)
         return [Event(float(i * hop + self.feat.window_s), float(scores[i])) for i in idx]
 
-    def stream(self) -> StreamingDetector | StepStreamingDetector:
+    def stream(self) -> StreamingDetector | StepStreamingDetector | MicroStreamingDetector:
+        if self.feat.frontend == "micro":  # a stateful front end: it must hear the audio once, in order
+            return MicroStreamingDetector(self)
         if self.model.input_kind != "mel":
             if hasattr(self.model.backbone, "stream_step"):
                 return StepStreamingDetector(self)
@@ -159,4 +161,42 @@ class StepStreamingDetector:
             self._calls += 1
             if self._calls > c["warmup_calls"]:
                 out.append(float(score[0]))
+        return np.array(out, np.float32)
+
+
+class MicroStreamingDetector:
+    """Streaming for models on the micro front end (ESPHome's): one front end runs over everything fed, as on the
+    device, and a score comes every ``score_stride`` frames once a window is full. The i-th score equals
+    ``score_track``'s i-th on the same audio (the front end's state never restarts between chunks)."""
+
+    def __init__(self, detector: Detector):
+        self.det, self.feat = detector, detector.feat
+        self.reset()
+
+    def reset(self) -> None:
+        from pymicro_features import MicroFrontend
+
+        self._frontend = MicroFrontend()
+        self._pcm = b""
+        self._frames: list[np.ndarray] = []  # the last window's frames, each (n_mels,)
+        self._n = 0  # frames produced so far
+
+    @torch.no_grad()
+    def feed(self, chunk: np.ndarray) -> np.ndarray:
+        from wakeword.features.micro import to_pcm16
+
+        f = self.feat
+        self._pcm += to_pcm16(chunk).tobytes()
+        step, i, out = 2 * f.hop_length, 0, []
+        while i + step <= len(self._pcm):
+            res = self._frontend.process_samples(self._pcm[i:i + step])
+            i += 2 * res.samples_read
+            if not res.features:
+                continue
+            self._frames = (self._frames + [np.asarray(res.features, np.float32)])[-f.window_frames:]
+            self._n += 1
+            if self._n >= f.window_frames and (self._n - f.window_frames) % f.score_stride == 0:
+                window = torch.from_numpy(np.stack(self._frames, axis=1))[None]
+                out.append(float(torch.sigmoid(self.det.model.backbone(window))[0]))
+        self._pcm = self._pcm[i:]
         return np.array(out, np.float32)

@@ -41,7 +41,7 @@ def arena_bytes(path: Path) -> int | None:
         import tflite_micro  # noqa: F401
     except ImportError:
         return None
-    out = subprocess.run([sys.executable, "-c", _ARENA, str(path)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", _ARENA, str(path)], capture_output=True, text=True, check=False)
     m = re.search(r"Arena allocation total (\d+) bytes", out.stdout + out.stderr)
     if not m:
         raise RuntimeError(f"TFLite Micro could not load {path}: {(out.stdout + out.stderr)[-800:]}")

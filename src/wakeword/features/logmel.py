@@ -15,7 +15,6 @@ from torch import nn
 
 from wakeword.audio.io import SAMPLE_RATE
 
-
 FRONTENDS = ("logmel", "micro")
 
 
