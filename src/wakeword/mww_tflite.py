@@ -48,6 +48,33 @@ def arena_bytes(path: Path) -> int | None:
     return int(m.group(1))
 
 
+def device_runtime_agreement(path: Path, blob: bytes, feats: np.ndarray, stride: int) -> dict | None:
+    """The int8 file in TFLite Micro's interpreter (the runtime ESPHome runs) and in TFLite's, call by call over
+    feats (frames, n_mels): their uint8 outputs side by side. None without tflite-micro."""
+    try:
+        from tflite_micro.python.tflite_micro import runtime
+    except ImportError:
+        return None
+    import tensorflow as tf
+
+    lite = tf.lite.Interpreter(model_content=blob)
+    lite.allocate_tensors()
+    inp, out = lite.get_input_details()[0], lite.get_output_details()[0]
+    scale, zero = inp["quantization"]
+    micro = runtime.Interpreter.from_file(str(path), arena_size=1 << 20)
+    a, b = [], []
+    for i in range(0, len(feats) - stride + 1, stride):
+        q = np.clip(np.round(feats[None, i:i + stride] / scale + zero), -128, 127).astype(np.int8)
+        lite.set_tensor(inp["index"], q)
+        lite.invoke()
+        a.append(int(lite.get_tensor(out["index"]).reshape(-1)[0]))
+        micro.set_input(q, 0)
+        micro.invoke()
+        b.append(int(np.asarray(micro.get_output(0)).reshape(-1)[0]))
+    d = np.abs(np.array(a) - np.array(b))
+    return {"calls": len(a), "max_abs_uint8": int(d.max()), "identical": float(np.mean(d == 0))}
+
+
 def build(spec: dict, w: dict):
     """The streaming tf.Module: __call__(x (1, stride, n_mels) float32) -> (1, 1) probability."""
     import tensorflow as tf
@@ -128,6 +155,7 @@ def main() -> None:
                    "scale": float(out["quantization"][0]), "zero_point": int(out["quantization"][1])},
         "variables": len(spec["blocks"]),
         "arena_bytes": arena_bytes(path),
+        "tflite_micro_vs_tflite": device_runtime_agreement(path, blob, tracks[0], stride),
         "float_check": float_check.tolist(),
     }
     (work / "tflite_report.json").write_text(json.dumps(report, indent=2))
