@@ -5,7 +5,7 @@ import soundfile as sf
 
 from wakeword.dataset.build import DataConfig, build
 from wakeword.dataset.manifest import FIELDS, read_manifest
-from wakeword.dataset.text import adversarial_texts, contains_phrase, speech_texts
+from wakeword.dataset.text import adversarial_texts, contains_phrase, speech_texts, word_texts
 
 
 def test_manifest_rows_are_complete_and_splits_disjoint_by_speaker(tiny_data):
@@ -116,3 +116,16 @@ def test_clip_cache_serves_a_second_phrase_the_same_negatives(tmp_path, monkeypa
     assert {r.sha256 for r in read_manifest(tmp_path / "c")} == {r.sha256 for r in b}
     monkeypatch.setenv("WAKEWORD_CLIP_CACHE", "off")
     assert build(_cfg(phrase="good morning", **cfg), tmp_path / "d", progress=False)["tts_from_cache"] == 0
+
+
+def test_negative_texts_do_not_depend_on_the_phrase_but_never_say_it():
+    """Sentences and words are the same texts, position by position, for every phrase (so the clip cache serves a
+    second phrase), except where a text would say the phrase."""
+    for a, b in (("computer", "amelia"), ("hey nova", "okay robot")):
+        for make in (speech_texts, word_texts):
+            ta, tb = make(a, 800, 0), make(b, 800, 0)
+            assert len(ta) == len(tb) == 800
+            assert not any(contains_phrase(t, a) for t in ta) and not any(contains_phrase(t, b) for t in tb)
+            assert sum(x == y for x, y in zip(ta, tb)) >= 760, (make.__name__, a, b)
+    assert any(contains_phrase(t, "computer") for t in word_texts("amelia", 5000, 0))  # the list holds it...
+    assert not any(contains_phrase(t, "computer") for t in word_texts("computer", 5000, 0))  # ...and it is replaced
