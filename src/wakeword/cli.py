@@ -14,11 +14,14 @@ logger = logging.getLogger("wakeword")
 def _load_yaml(path: str | None, section: str) -> dict:
     from wakeword.validation import ConfigError, load_yaml_mapping
 
+    from wakeword import configs
+
     if not path:
         return {}
-    p = Path(path)
-    if not p.is_file():
-        raise SystemExit(f"error: config file not found: {p}")
+    try:
+        p = configs.resolve(path)  # a file or the name of a shipped recipe (demo, demo_student, demo_distilled)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"error: {exc}") from None
     doc = load_yaml_mapping(p)
     part = doc.get(section, {})
     if part is None:
@@ -65,9 +68,9 @@ def _train_config(a: argparse.Namespace, recommended: bool = False):
     from wakeword.training.fit import TrainConfig
 
     if recommended and a.config is None and getattr(a, "arch", None) is None and not getattr(a, "init_from", None):
-        from wakeword.pipeline import DEFAULT_CONFIG
+        from wakeword import configs
 
-        d = _load_yaml(str(DEFAULT_CONFIG), "train")  # no config: the recommended recipe (the demo's model)
+        d = _load_yaml(str(configs.shipped(configs.RECOMMENDED)), "train")  # no config: the recommended recipe (the demo's model)
     else:
         d = _load_yaml(a.config, "train")
         if getattr(a, "arch", None):
@@ -353,19 +356,15 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- bench
-PRESETS = {"real-dev": "real_dev_computer.yaml"}  # configs/eval/ files describing ../shared/data/real
-
-
 def cmd_bench(a: argparse.Namespace) -> int:
+    from wakeword import configs
     from wakeword.evaluation.bench import BenchConfig, run_bench
     from wakeword.evaluation.detectors import load_detector
     from wakeword.evaluation.evaluate import EvalSet
 
     sets = [EvalSet.from_yaml(y) for y in a.set or []]
     for name in a.preset or []:
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset '{name}'; known: {sorted(PRESETS)}")
-        sets.append(EvalSet.from_yaml(Path(__file__).resolve().parents[2] / "configs" / "eval" / PRESETS[name]))
+        sets.append(EvalSet.from_yaml(configs.eval_preset(name)))
     if a.positives or a.negatives:
         sets.append(EvalSet.from_dirs("folders", a.positives or [], a.negatives or [], a.noise or [], a.phrase))
     if not sets:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 
 
 def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, phrase: str | None = None) -> Path:
@@ -21,10 +20,10 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, 
     from wakeword.inference import Detector
     from wakeword.training.fit import TrainConfig, fit
 
-    cfg_path = Path(config) if config else DEFAULT_CONFIG
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"demo config not found: {cfg_path}")
+    from wakeword import configs
     from wakeword.validation import load_yaml_mapping
+
+    cfg_path = configs.resolve(config)  # a file, a shipped recipe's name, or (None) the recommended recipe
 
     doc = load_yaml_mapping(cfg_path, "demo config")
     out = Path(out)
@@ -61,9 +60,8 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, 
     from wakeword.evaluation.detectors import same_phrase
 
     for y in ev.get("sets", []):
-        yp = Path(y) if Path(y).is_absolute() else cfg_path.parent.parent / y
         try:
-            s = EvalSet.from_yaml(yp)
+            s = EvalSet.from_yaml(configs.eval_set_path(y, cfg_path.parent.parent))
             if s.phrase and not same_phrase(s.phrase, data_cfg.phrase):
                 logger.info("evaluation set %s holds '%s', not '%s': skipped", s.name, s.phrase, data_cfg.phrase)
                 continue
