@@ -249,10 +249,8 @@ def cmd_hpo_export(a: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- mining
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".au", ".opus"}
-
-
 def cmd_mine(a: argparse.Namespace) -> int:
+    from wakeword.defaults import is_audio
     from wakeword.mining import miner
     from wakeword.mining.store import MiningStore
 
@@ -261,7 +259,7 @@ def cmd_mine(a: argparse.Namespace) -> int:
         n = 0
         for item in a.paths:
             p = Path(item)
-            files = [f for f in sorted(p.rglob("*")) if f.suffix.lower() in AUDIO_SUFFIXES] if p.is_dir() else [p]
+            files = [f for f in sorted(p.rglob("*")) if is_audio(f)] if p.is_dir() else [p]
             for f in files:
                 store.add_source(f)
                 n += 1

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wakeword.defaults import MAX_FPR
+
 logger = logging.getLogger(__name__)
 
 VARIANTS = ("baseline", "teacher_conformer", "teacher_wav2vec2", "distill_both", "distill_conformer",
@@ -34,7 +36,7 @@ class DistillExperiment:
     variants: tuple[str, ...] = DEFAULT_VARIANTS
     eval_sets: tuple[str, ...] = ()  # evaluation-set YAMLs besides the test split
     fa_per_hour: tuple[float, ...] = (0.5, 1.0)  # operating points of the table
-    max_fpr: float = 0.1  # pAUC region
+    max_fpr: float = MAX_FPR  # pAUC region
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> DistillExperiment:
@@ -327,8 +329,8 @@ def mining_experiment(exp: MiningExperiment, out_dir: str | Path) -> dict:
         else:
             rep = evaluate(Detector.load(ckpt), [EvalSet.from_split(out / "data_control", "test"), held], ev_dir,
                            progress=False)
-        table[name] = {s: {"pauc": r["pauc"], "fa_per_hour@0.5": r["fa_per_hour_at_threshold"],
-                           "frr@0.5": r["frr_at_threshold"],
+        table[name] = {s: {"pauc": r["pauc"], "threshold": r["threshold"], "fa_per_hour@thr": r["fa_per_hour_at_threshold"],
+                           "frr@thr": r["frr_at_threshold"],
                            "frr@0.5FA/h": r["frr_at_fa_per_hour"]["0.5"]["frr"],
                            "frr@1FA/h": r["frr_at_fa_per_hour"]["1.0"]["frr"], "negative_hours": r["negative_hours"]}
                        for s, r in rep["sets"].items()}
@@ -343,11 +345,11 @@ def mining_markdown(result: dict, command: str) -> str:
              f"Pool: {m['pool_files']} files ({', '.join(result['pool_globs'])}); {m['candidates']} candidates "
              f"queued, all confirmed (the pool is known negative speech), {m['injected']} injected as hard "
              "negatives. The held-out negatives are the development set's negatives minus the pool.", "",
-             "| model | set | pAUC | FA/h @0.5 | FRR @0.5 | FRR @0.5 FA/h | FRR @1 FA/h | negative hours |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | set | pAUC | its threshold | FA/h @thr | FRR @thr | FRR @0.5 FA/h | FRR @1 FA/h | negative hours |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, sets in result["table"].items():
         for s, r in sets.items():
-            lines.append(f"| {name} | {s} | {r['pauc']:.3f} | {r['fa_per_hour@0.5']:.2f} | {r['frr@0.5']:.3f} | "
+            lines.append(f"| {name} | {s} | {r['pauc']:.3f} | {r['threshold']:.4g} | {r['fa_per_hour@thr']:.2f} | {r['frr@thr']:.3f} | "
                          f"{r['frr@0.5FA/h']:.3f} | {r['frr@1FA/h']:.3f} | {r['negative_hours']:.2f} |")
     return "\n".join(lines) + "\n"
 

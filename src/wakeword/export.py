@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wakeword.defaults import model_threshold
 from wakeword.features.logmel import FeatureConfig
 from wakeword.models.base import fold_batchnorm
 from wakeword.models.kws import WakeWordModel
@@ -178,9 +179,9 @@ class OnnxDetector:
 
     @property
     def default_threshold(self) -> float:
-        """The threshold stored at export (the checkpoint's), else 0.5."""
+        """The threshold stored at export (the checkpoint's), else the fallback (wakeword.defaults)."""
         t = json.loads(self.metadata.get("threshold", "null"))
-        return 0.5 if t is None else float(t)
+        return model_threshold(t)
 
     def score_windows(self, windows: np.ndarray) -> np.ndarray:
         """windows: (batch, window_samples) float32 -> (batch,) scores."""

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from wakeword.audio.io import load_audio
+from wakeword.defaults import REFRACTORY_S, model_threshold
 from wakeword.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 
@@ -42,8 +43,7 @@ class Detector:
 
     @property
     def default_threshold(self) -> float:
-        t = self.metadata.get("threshold")
-        return float(t) if t is not None else 0.5
+        return model_threshold(self.metadata.get("threshold"))
 
     def _check(self, audio: np.ndarray) -> np.ndarray:
         audio = np.asarray(audio, dtype=np.float32)
@@ -64,7 +64,7 @@ class Detector:
         """Any format/rate/channel count libsndfile reads."""
         return self.score_track(load_audio(path))
 
-    def detect(self, audio: np.ndarray, threshold: float | None = None, refractory_s: float = 1.0) -> list[Event]:
+    def detect(self, audio: np.ndarray, threshold: float | None = None, refractory_s: float = REFRACTORY_S) -> list[Event]:
         from wakeword.evaluation.metrics import detect_events
 
         t = self.default_threshold if threshold is None else threshold

@@ -9,6 +9,8 @@ import logging
 import time
 from pathlib import Path
 
+from wakeword.defaults import MAX_FPR
+
 logger = logging.getLogger(__name__)
 
 
@@ -74,8 +76,7 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, 
         from wakeword.training.feature_cache import all_cores
 
         all_cores(det.model.backbone)  # the evaluation's embeddings on every core (the head stays on one)
-    threshold = ev.get("threshold") if ev.get("threshold") is not None else det.default_threshold
-    report = evaluate(det, sets, out / "eval", max_fpr=ev.get("max_fpr", 0.1), threshold=threshold,
+    report = evaluate(det, sets, out / "eval", max_fpr=ev.get("max_fpr", MAX_FPR), threshold=ev.get("threshold"),
                       progress=progress)
     times["eval_s"] = time.time() - t
 

@@ -16,7 +16,7 @@ from scipy.signal import resample_poly
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000  # Hz; the one rate used by the front end, training, evaluation and export
+from wakeword.defaults import SAMPLE_RATE  # noqa: F401  (re-exported: the audio layer speaks it)
 
 
 class AudioError(ValueError):

@@ -25,6 +25,7 @@ import numpy as np
 
 from wakeword.audio.io import SAMPLE_RATE
 from wakeword.dataset.text import normalise
+from wakeword.defaults import FALLBACK_THRESHOLD, model_threshold
 from wakeword.export import trained_phrase
 
 OWW_MODELS = ("alexa", "hey_mycroft", "hey_jarvis", "hey_rhasspy", "timer", "weather")
@@ -45,7 +46,7 @@ class WindowDetector:
         self.sample_rate = f.sample_rate
         self.hop_s = f.score_hop_s
         self.first_end_s = f.window_s
-        self.default_threshold = float(getattr(det, "default_threshold", 0.5))
+        self.default_threshold = float(det.default_threshold)
 
     def reset(self) -> None:
         pass
@@ -106,7 +107,7 @@ class StreamingOnnxDetector:
         # the first score after the warm-up covers the sample cache plus (warmup_calls + 1) chunks
         self.first_end_s = (c["sample_cache"] + (c["warmup_calls"] + 1) * c["chunk"]) / c["sample_rate"]
         t = json.loads(meta.get("threshold", "null"))
-        self.default_threshold = 0.5 if t is None else float(t)
+        self.default_threshold = model_threshold(t)
 
     def reset(self) -> None:
         self.streamer.reset()
@@ -155,12 +156,12 @@ class OpenWakeWordDetector:
         self.name, self.kind = name, "openwakeword"
         self.source = f"openwakeword-0.5.1:{_file_id(model_name) if custom else model_name}"
         self.phrase = model_name.replace("_", " ")
-        self.default_threshold = 0.5
+        self.default_threshold = FALLBACK_THRESHOLD  # openWakeWord's own default too
         if custom:  # our export: the phrase and the calibrated threshold are in its manifest
             manifest = Path(model_name).with_suffix(".json")
             m = json.loads(manifest.read_text()) if manifest.is_file() else {}
             self.phrase = m.get("wake_word")
-            self.default_threshold = 0.5 if m.get("threshold") is None else float(m["threshold"])
+            self.default_threshold = model_threshold(m.get("threshold"))
         self.sample_rate = SAMPLE_RATE
         self.hop_s = self.CHUNK / SAMPLE_RATE
         self.first_end_s = self.hop_s

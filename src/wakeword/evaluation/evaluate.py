@@ -20,6 +20,7 @@ from tqdm import tqdm
 from wakeword.audio.io import AudioError, load_audio
 from wakeword.dataset.manifest import read_manifest, select
 from wakeword.dataset.torch_data import pad_for_scoring
+from wakeword.defaults import is_audio
 from wakeword.evaluation import metrics
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class EvalSet:
                 if not Path(d).is_dir():
                     raise FileNotFoundError(f"no such folder: {d}")
             return tuple(str(p) for d in dirs for p in sorted(Path(d).rglob("*")) if p.is_file()
-                         and p.suffix.lower() in {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".au", ".opus"})
+                         and is_audio(p))
         return cls(name, files(positive_dirs), files(negative_dirs), files(noise_dirs), phrase)
 
     @classmethod

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from wakeword.audio.io import AudioError, load_audio, wav_bytes
+from wakeword.defaults import REFRACTORY_S
 from wakeword.dataset.manifest import ClipRow, append_rows, read_manifest, select, writer_lock
 from wakeword.mining.store import MiningStore
 
@@ -35,7 +36,7 @@ class MineConfig:
     min_score: float = 0.5  # a false alarm: a rising crossing of this score
     top_k: int = 50  # candidates queued per round (highest scores first)
     margin_s: float = 0.25  # audio kept before and after the detected window, seconds
-    refractory_s: float = 1.0  # events closer than this in one file count once
+    refractory_s: float = REFRACTORY_S  # events closer than this in one file count once
     max_per_source: int = 5  # so one long file cannot fill the queue
 
 

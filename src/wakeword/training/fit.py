@@ -26,6 +26,7 @@ from wakeword.dataset.torch_data import (
     pad_for_scoring,
     sample_weights,
 )
+from wakeword.defaults import MAX_FPR
 from wakeword.evaluation.metrics import eer, pauc
 from wakeword.features.logmel import FeatureConfig
 from wakeword.features.specaugment import SpecAugment, SpecAugmentConfig
@@ -51,7 +52,7 @@ class TrainConfig:
     #                                      data lever without rebuilding the data folder)
     background_kinds: tuple[str, ...] = BACKGROUND_KINDS  # training clips of these kinds are also mixed
     #                                      under other windows as background (at the augment SNR)
-    max_fpr: float = 0.1  # pAUC region used for best-checkpoint selection
+    max_fpr: float = MAX_FPR  # pAUC region used for best-checkpoint selection
     arch: str = "mobilenetv3"  # registered backbone
     model: dict = field(default_factory=dict)  # backbone parameters (StudentConfig fields)
     features: dict = field(default_factory=dict)  # FeatureConfig overrides

@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from wakeword.defaults import AUDIO_EXTENSIONS
 from wakeword.mining.store import MiningStore
 from wakeword.ui.guard import Guard, allowed_hosts, inside
 
@@ -28,7 +29,7 @@ CSRF_COOKIE = "ww_csrf"
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # one uploaded recording
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the small form fields next to the file
 MAX_JOBS = 2  # benchmark / mining / retrain worker processes at once
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".au", ".opus"}
+AUDIO_SUFFIXES = AUDIO_EXTENSIONS  # what may be registered, uploaded and served
 
 
 def _find(workspace: Path, name: str, max_depth: int) -> list[Path]:
