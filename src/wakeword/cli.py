@@ -345,9 +345,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from wakeword.evaluation.evaluate import evaluate, markdown_table
     from wakeword.inference import Detector
 
-    det = Detector.load(a.model)
-    threshold = det.default_threshold if a.threshold is None else a.threshold
-    report = evaluate(det, _eval_sets(a), a.out, max_fpr=a.max_fpr, threshold=threshold, progress=not a.quiet)
+    report = evaluate(Detector.load(a.model), _eval_sets(a), a.out, max_fpr=a.max_fpr, threshold=a.threshold,
+                      progress=not a.quiet)
     print(markdown_table(report))
     print(f"report: {Path(a.out) / 'report.json'}  plots: {Path(a.out) / 'det.png'}, {Path(a.out) / 'roc.png'}")
     return 0
@@ -360,14 +359,17 @@ def cmd_bench(a: argparse.Namespace) -> int:
     from wakeword.evaluation.detectors import load_detector
     from wakeword.evaluation.evaluate import EvalSet
 
-    sets = [EvalSet.from_yaml(y) for y in a.set or []]
+    sets = [EvalSet.from_split(a.data, a.split)] if a.data else []
+    sets += [EvalSet.from_yaml(y) for y in a.set or []]
     for name in a.preset or []:
         sets.append(EvalSet.from_yaml(configs.eval_preset(name)))
     if a.positives or a.negatives:
         sets.append(EvalSet.from_dirs("folders", a.positives or [], a.negatives or [], a.noise or [], a.phrase))
     if not sets:
-        raise SystemExit("error: give --preset real-dev, --set YAML, or --positives/--negatives [--noise] folders")
-    cfg = BenchConfig(snr_db=a.snr, lead_s=a.lead, tail_s=a.tail, refractory_s=a.refractory)
+        raise SystemExit("error: give --data, --preset real-dev, --set YAML, or --positives/--negatives [--noise] "
+                         "folders")
+    given = {"snr_db": a.snr, "lead_s": a.lead, "tail_s": a.tail, "refractory_s": a.refractory}
+    cfg = BenchConfig(**{k: v for k, v in given.items() if v is not None})  # unset: the scoring protocol's
     detectors = [load_detector(spec) for spec in a.detector]
     report = run_bench(detectors, sets, cfg, a.out, progress=not a.quiet)
     from wakeword.evaluation.bench import markdown
@@ -670,15 +672,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "hey_mycroft, okay_nabu, or a manifest's NAME.json), "
                         "or A.pt+B.pt+... (an ensemble: the mean of its members' probabilities)")
     b.add_argument("--preset", action="append", help="a described data set: real-dev (../shared/data/real, 'computer')")
+    b.add_argument("--data", help="data folder whose split to bench on (as `wakeword eval --data`)")
+    b.add_argument("--split", default="test")
     b.add_argument("--set", action="append", help="set YAML: root, positives, negatives, noise globs, phrase")
     b.add_argument("--positives", action="append", help="folder of wake-phrase recordings")
     b.add_argument("--negatives", action="append", help="folder of audio that is not the wake phrase")
     b.add_argument("--noise", action="append", help="folder of background noise (for --snr)")
     b.add_argument("--phrase", help="what the --positives folders say (detectors of other phrases skip them)")
     b.add_argument("--snr", type=float, default=None, help="mix the set's noise into every clip at this SNR (dB)")
-    b.add_argument("--lead", type=float, default=1.0, help="seconds of silence before each positive")
-    b.add_argument("--tail", type=float, default=1.0, help="seconds of silence after each positive")
-    b.add_argument("--refractory", type=float, default=1.0, help="seconds")
+    b.add_argument("--lead", type=float, help="seconds of silence before each positive (default: half a window, "
+                   "as every surface scores)")
+    b.add_argument("--tail", type=float, help="seconds of silence after each positive (default: half a window)")
+    b.add_argument("--refractory", type=float, help="seconds (default 1)")
     b.add_argument("--out", required=True)
     b.set_defaults(func=cmd_bench)
 

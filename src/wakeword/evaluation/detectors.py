@@ -24,35 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from wakeword.audio.io import SAMPLE_RATE
-from wakeword.dataset.text import normalise
 from wakeword.defaults import FALLBACK_THRESHOLD, model_threshold
+from wakeword.evaluation.scoring import TrackDetector, same_phrase
 from wakeword.export import trained_phrase
 
 OWW_MODELS = ("alexa", "hey_mycroft", "hey_jarvis", "hey_rhasspy", "timer", "weather")
 MWW_MODELS = ("alexa", "hey_jarvis", "hey_mycroft", "okay_nabu")  # bundled with pymicro-wakeword 2.5.0
 
 
-class WindowDetector:
-    """A project model scored over sliding windows (``score_track``); stateless between calls."""
-
-    cost_measured = True  # False: scores come from cached embeddings, so CPU time says nothing of the model's cost
-
-    def __init__(self, det, name: str, phrase: str | None, kind: str):
-        self.det, self.name, self.phrase, self.kind = det, name, phrase, kind
-        self.source = _file_id(det.metadata.get("path", ""))
-        f = det.feat
-        if f.sample_rate != SAMPLE_RATE:
-            raise ValueError(f"{name}: model sample rate {f.sample_rate} Hz, the benchmark runs at {SAMPLE_RATE}")
-        self.sample_rate = f.sample_rate
-        self.hop_s = f.score_hop_s
-        self.first_end_s = f.window_s
-        self.default_threshold = float(det.default_threshold)
-
-    def reset(self) -> None:
-        pass
-
-    def process(self, audio: np.ndarray) -> np.ndarray:
-        return np.asarray(self.det.score_track(audio)[0], np.float32)
+WindowDetector = TrackDetector  # a project model scored over sliding windows (the scoring protocol's adapter)
 
 
 class EnsembleDetector:
@@ -303,10 +283,13 @@ def load_detector(spec: str, embedding_cache: str | Path | None = None):
         det = Detector.load(path)
         phrase = trained_phrase(det.metadata.get("config", {}).get("data_dir"))
         if embedding_cache is not None and getattr(det.model.backbone, "embedding_frozen", False):
-            wd = WindowDetector(_CachedEmbeddingScores(det, Path(embedding_cache)), name, phrase, "torch")
+            wd = TrackDetector(_CachedEmbeddingScores(det, Path(embedding_cache)), name, phrase, "torch")
+            wd.source = _file_id(det.metadata.get("path", ""))
             wd.cost_measured = False
             return wd
-        return WindowDetector(det, name, phrase, "torch")
+        wd = TrackDetector(det, name, phrase, "torch")
+        wd.source = _file_id(det.metadata.get("path", ""))
+        return wd
     if path.suffix == ".onnx":
         import onnxruntime as ort
 
@@ -322,15 +305,10 @@ def load_detector(spec: str, embedding_cache: str | Path | None = None):
         det = OnnxDetector(path)
         phrase = det.metadata.get("phrase")
         kind = "onnx-int8" if "quantization" in det.metadata else "onnx"
-        return WindowDetector(det, name, json.loads(phrase) if phrase else None, kind)
+        wd = TrackDetector(det, name, json.loads(phrase) if phrase else None, kind)
+        wd.source = _file_id(det.metadata.get("path", ""))
+        return wd
     raise ValueError(f"detector '{spec}': expected a .pt checkpoint, an .onnx export, oww:NAME or mww:NAME")
-
-
-def same_phrase(a: str | None, b: str | None) -> bool:
-    """Whether a detector is meant for a set's positives (unknown on either side counts as yes)."""
-    if not a or not b:
-        return True
-    return normalise(a) == normalise(b)
 
 
 __all__ = ["MWW_MODELS", "OWW_MODELS", "EnsembleDetector", "MicroWakeWordDetector", "OpenWakeWordDetector",

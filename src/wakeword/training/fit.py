@@ -205,7 +205,7 @@ def stream_validation(scorer, rows: list[ClipRow], clips: list[np.ndarray], cfg:
     """Validation through the evaluation protocol: positives padded with silence (clip max), negatives played as
     continuous streams; clip pAUC, FRR at ``target_fa_per_hour`` and the calibrated threshold."""
     from wakeword.evaluation import metrics
-    from wakeword.evaluation.evaluate import score_set
+    from wakeword.evaluation.scoring import score_set
 
     pos = [(r.clip_id, c) for r, c in zip(rows, clips) if r.label == 1]
     neg = [(r.clip_id, c) for r, c in zip(rows, clips) if r.label == 0]
