@@ -90,7 +90,7 @@ def _eval_job(job: dict) -> dict:
     import torch
 
     from wakeword.evaluation.evaluate import EvalSet, evaluate
-    from wakeword.inference import Detector
+    from wakeword.runtime.detector import Detector
 
     torch.set_num_threads(1)
     out = Path(job["out"])
@@ -229,20 +229,13 @@ def markdown(results: dict, command: str) -> str:
             f"accepts per hour (lower is better).\n\n" + "\n".join(lines) + "\n")
 
 
-def write_results_section(md_path: str | Path, body: str, title: str = "## Dual-teacher distillation",
-                          key: str = "distill-experiment") -> None:
-    """Replace (or append) the experiment's section of a markdown file, between fixed markers."""
-    md_path = Path(md_path)
-    text = md_path.read_text() if md_path.exists() else ""
-    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
-    block = f"{start}\n{title}\n\n{body}{end}"
-    if start in text and end in text:
-        pre, rest = text.split(start, 1)
-        post = rest.split(end, 1)[1]
-        text = pre + block + post
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    md_path.write_text(text)
+def write_results(out_dir: str | Path, title: str, body: str) -> Path:
+    """Write an experiment's tables to ``out_dir/results.md`` (its own folder; docs/RESULTS.md is edited by people,
+    quoting these files). Returns the path."""
+    path = Path(out_dir) / "results.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{title}\n\n{body}")
+    return path
 
 
 # ------------------------------------------------------------------ one round of hard-negative mining
@@ -283,9 +276,9 @@ def mining_experiment(exp: MiningExperiment, out_dir: str | Path) -> dict:
     import yaml
 
     from wakeword.evaluation.evaluate import EvalSet, evaluate
-    from wakeword.inference import Detector
     from wakeword.mining import miner
     from wakeword.mining.store import MiningStore
+    from wakeword.runtime.detector import Detector
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -393,10 +386,9 @@ class AblationExperiment:
             raise ValueError(f"fa_per_hour must be one of the reported operating points {list(FA_TARGETS)}")
         if "default" not in exp.variants:
             raise ValueError("the variants need a 'default' entry (the recipe every lever is compared with)")
-        from wakeword.training.fit import TrainConfig
-
         from wakeword.dataset.augment import AugmentConfig
         from wakeword.features.specaugment import SpecAugmentConfig
+        from wakeword.training.fit import TrainConfig
 
         for name, over in exp.variants.items():  # fail now, not after an hour of training
             try:
@@ -423,7 +415,6 @@ def _ablation_job(job: dict) -> dict:
     from wakeword.evaluation.bench import BenchConfig, run_bench
     from wakeword.evaluation.detectors import load_detector
     from wakeword.evaluation.evaluate import EvalSet
-
     from wakeword.training.fit import TrainConfig, drop_new_defaults
 
     summary = Path(job["run_dir"]) / "train_summary.json"

@@ -76,7 +76,7 @@ def export_openwakeword_onnx(model: WakeWordModel, path: str | Path, metadata: d
     opset 13: every onnxruntime openWakeWord 0.5.1 accepts (>= 1.10) runs it."""
     import onnx
 
-    from wakeword.export import compact_names
+    from wakeword.export.graph import compact_names
 
     path = Path(path)
     if path.suffix != ".onnx":
@@ -133,7 +133,7 @@ def export_openwakeword(checkpoint: str | Path, out: str | Path, tflite: bool | 
     """``NAME.onnx`` (the head, see the module docstring), ``NAME.tflite`` (the same head for Home Assistant's
     add-on; ``tflite``: True = required, None = when litert-torch is installed, False = no) and ``NAME.json``
     (the manifest) from a speech-embedding checkpoint. Returns the manifest, with the paths written."""
-    from wakeword.export import trained_phrase
+    from wakeword.runtime.detector import trained_phrase
     from wakeword.training.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint)

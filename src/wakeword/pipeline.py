@@ -16,13 +16,13 @@ logger = logging.getLogger(__name__)
 
 
 def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, phrase: str | None = None) -> Path:
+    from wakeword import configs
     from wakeword.dataset.build import DataConfig, build
     from wakeword.evaluation.evaluate import EvalSet, evaluate, markdown_table
-    from wakeword.export import OnnxDetector, OnnxStreamer, export_onnx, export_streaming_onnx
-    from wakeword.inference import Detector
+    from wakeword.export.graph import export_onnx, export_streaming_onnx
+    from wakeword.runtime.detector import Detector
+    from wakeword.runtime.onnx import OnnxDetector, OnnxStreamer
     from wakeword.training.fit import TrainConfig, fit
-
-    from wakeword import configs
     from wakeword.validation import load_yaml_mapping
 
     cfg_path = configs.resolve(config)  # a file, a shipped recipe's name, or (None) the recommended recipe

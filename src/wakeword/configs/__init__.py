@@ -31,7 +31,7 @@ def resolve(config: str | Path | None) -> Path:
     p = Path(config)
     if p.is_file():
         return p
-    stem = p.name[:-5] if p.name.endswith(".yaml") else p.name
+    stem = p.name.removesuffix(".yaml")
     if stem in RECIPES and (p.parent == Path(".") or p.parent.name == "configs"):
         return shipped(stem)  # `configs/demo.yaml` outside a checkout, or plain `demo_student`
     raise FileNotFoundError(f"config file not found: {p} (shipped recipes, usable by name: {list(RECIPES)})")

@@ -116,7 +116,7 @@ def measure_latency_ms(onnx_path: str | Path, window_samples: int, reps: int = 1
 def run_trial(cfg: HpoConfig, params: dict, trial_dir: Path, init_from: str = "", budget_frac: float = 1.0,
               progress: bool = False) -> dict:
     """Train one configuration (resumable), export it, measure both objectives. Writes trial.json."""
-    from wakeword.export import export_onnx
+    from wakeword.export.graph import export_onnx
     from wakeword.models.registry import count_macs
     from wakeword.training.checkpoint import load_model
     from wakeword.training.fit import TrainConfig, fit

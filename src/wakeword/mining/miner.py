@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from wakeword.audio.io import AudioError, load_audio, wav_bytes
-from wakeword.defaults import REFRACTORY_S
 from wakeword.dataset.manifest import ClipRow, append_rows, read_manifest, select, writer_lock
+from wakeword.defaults import REFRACTORY_S
 from wakeword.mining.store import MiningStore
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def mine(store: MiningStore, checkpoint: str | Path, pool: list[str], cfg: MineC
     Returns the ids of the new candidates (audio already queued, by hash, is skipped).
     """
     from wakeword.evaluation.metrics import detect_events
-    from wakeword.inference import Detector
+    from wakeword.runtime.detector import Detector
 
     det = Detector.load(checkpoint)
     sr = det.feat.sample_rate
