@@ -10,5 +10,6 @@ demo: setup
 test: setup
 	HF_HUB_OFFLINE=1 python3 -m pytest -q
 
+# Speed and memory benchmarks (docs/benchmarks.json and the generated part of docs/BENCHMARKS.md); not part of the tests.
 bench: setup
-	bash benchmarks/run_all.sh
+	python3 benchmarks/run_benchmarks.py

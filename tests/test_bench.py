@@ -288,10 +288,10 @@ def test_microwakeword_manifest_runs_our_streaming_int8_tflite_through_the_bench
     variables (a toy built by TensorFlow's converter: benchmarks/tflite_toolchain.py --fixture), run through
     pymicro-wakeword's loader and front end; its scores follow the float toy fed the same front-end frames."""
     pytest.importorskip("pymicro_wakeword")
-    from conftest import REPO
+    from benchmarks.tflite_toolchain import toy_reference, toy_weights
     from pymicro_wakeword import MicroWakeWordFeatures
 
-    from benchmarks.tflite_toolchain import toy_reference, toy_weights
+    from conftest import REPO
 
     det = load_detector(f"mww:{REPO / 'tests' / 'data' / 'mww_toy' / 'toy.json'}")
     assert det.name == "microWakeWord toy" and det.phrase == "toy" and det.default_threshold == 0.5

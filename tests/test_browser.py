@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from test_mining_ui import _threshold, workspace  # noqa: F401  (the same workspace fixture)
 
 CHROMIUM = "/usr/bin/chromium"

@@ -70,8 +70,8 @@ def test_a_wheel_installed_outside_the_checkout_runs_the_cli(tmp_path):
     env.update(PYTHONNOUSERSITE="1", HF_HUB_OFFLINE="1")
     work = tmp_path / "elsewhere"
     work.mkdir()
-    where = _run([py, "-c", "import wakeword, wakeword.configs as c; print(wakeword.__file__); "
-                            "print(c.shipped('demo'))"], cwd=work, env=env).stdout.split()
+    where = _run([py, "-c", ("import wakeword, wakeword.configs as c; print(wakeword.__file__); "
+                            "print(c.shipped('demo'))")], cwd=work, env=env).stdout.split()
     site = venv / "lib"
     assert all(Path(p).resolve().is_relative_to(site.resolve()) for p in where), (
         f"not imported from the wheel: {where}")

@@ -335,9 +335,9 @@ def mining_experiment(exp: MiningExperiment, out_dir: str | Path) -> dict:
 def mining_markdown(result: dict, command: str) -> str:
     m = result["mining"]
     lines = [f"Command: `{command}`", "",
-             f"Pool: {m['pool_files']} files ({', '.join(result['pool_globs'])}); {m['candidates']} candidates "
+             (f"Pool: {m['pool_files']} files ({', '.join(result['pool_globs'])}); {m['candidates']} candidates "
              f"queued, all confirmed (the pool is known negative speech), {m['injected']} injected as hard "
-             "negatives. The held-out negatives are the development set's negatives minus the pool.", "",
+             "negatives. The held-out negatives are the development set's negatives minus the pool."), "",
              "| model | set | pAUC | its threshold | FA/h @thr | FRR @thr | FRR @0.5 FA/h | FRR @1 FA/h | negative hours |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, sets in result["table"].items():

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from wakeword.models.base import StreamingBackbone
 from wakeword.models.kws import WakeWordModel
 from wakeword.models.speech_embedding import EMBED_DIM, EMBED_STEP
 
@@ -46,7 +47,7 @@ OWW_FRAME_OFFSET = 1  # mel frames (10 ms each)
 def head_context(model: WakeWordModel) -> int:
     """Embeddings the head of a speech-embedding ``model`` reads for one score (its streaming graph's
     embedding cache plus the newest one), so the export follows the model, whatever its head's context."""
-    if not hasattr(model.backbone, "stream_step") or model.input_kind != "audio":
+    if not isinstance(model.backbone, StreamingBackbone) or model.input_kind != "audio":
         raise ValueError(f"the openWakeWord format is the head over openWakeWord's speech embedding: it needs a "
                          f"speech_embedding model, not '{model.arch}' (train with `arch: speech_embedding`)")
     c = model.backbone.stream_step()[1]

@@ -90,10 +90,10 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, 
 
     table = markdown_table(report)
     md = [f"# wakeword demo: \"{data_cfg.phrase}\"", "",
-          f"- data: {data_report['clips']} clips ({data_report['hours']:.2f} h) from {', '.join(data_report['engines_used'])}"
-          f"; skipped {data_report['skipped']} ({data_report['skipped_reasons']})",
-          f"- best checkpoint: `{summary['best_checkpoint']}` (epoch {summary['best'].get('epoch')}, "
-          f"val pAUC {summary['best'].get('val_pauc', float('nan')):.3f})",
+          (f"- data: {data_report['clips']} clips ({data_report['hours']:.2f} h) from {', '.join(data_report['engines_used'])}"
+          f"; skipped {data_report['skipped']} ({data_report['skipped_reasons']})"),
+          (f"- best checkpoint: `{summary['best_checkpoint']}` (epoch {summary['best'].get('epoch')}, "
+          f"val pAUC {summary['best'].get('val_pauc', float('nan')):.3f})"),
           f"- model: {train_cfg.arch}, {summary['params']:,} parameters, {summary['macs_per_window'] / 1e6:.2f} M "
           "MACs per window"
           + (f"; distilled from a {teacher_summary['arch']} teacher (`{teacher_summary['best_checkpoint']}`, val "
@@ -103,8 +103,8 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, 
               f"of unseen voices) stay within {summary['best']['threshold_fa_per_hour']:g} per hour; it misses "
               if "threshold_fa_per_hour" in summary["best"] else "(the lowest no validation negative reaches; it misses ")
           + f"{summary['best'].get('val_frr_at_threshold', float('nan')):.1%} of validation positives)",
-          f"- ONNX: `{onnx_path}` ({onnx_path.stat().st_size / 1024:.0f} KiB); streaming: `{stream_path}` "
-          "(`python examples/onnx_stream.py` runs it on a WAV file or a microphone)",
+          (f"- ONNX: `{onnx_path}` ({onnx_path.stat().st_size / 1024:.0f} KiB); streaming: `{stream_path}` "
+          "(`python examples/onnx_stream.py` runs it on a WAV file or a microphone)"),
           f"- plots: `{out / 'eval' / 'det.png'}`, `{out / 'eval' / 'roc.png'}`",
           f"- timings (s): {json.dumps({k: round(v, 1) for k, v in times.items()})}", "", table, ""]
     if skipped_sets:

@@ -14,9 +14,9 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-logger = logging.getLogger(__name__)
-
 from wakeword.defaults import SAMPLE_RATE, is_audio
+
+logger = logging.getLogger(__name__)
 
 
 class AudioError(ValueError):

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from wakeword.features.logmel import FeatureConfig
-from wakeword.models.base import fold_batchnorm
+from wakeword.models.base import StreamingBackbone, fold_batchnorm, has_streaming_graph
 from wakeword.models.kws import WakeWordModel
 from wakeword.runtime.onnx import ONNX_FORMAT
 
@@ -126,7 +126,7 @@ def _finish(path: Path, model: WakeWordModel, fmt: str, metadata: dict | None) -
 def export_onnx(model: WakeWordModel, path: str | Path, metadata: dict | None = None, opset: int = 18) -> Path:
     """Write the window scorer as ONNX; returns the path."""
 
-    if model.input_kind != "mel" and not hasattr(model.backbone, "stream_step"):
+    if not has_streaming_graph(model.backbone):
         raise ValueError(f"ONNX export is for log-mel detectors and the speech_embedding model; '{model.arch}' "
                          "is a teacher on raw audio (distil a student from it instead)")
     path = Path(path)
@@ -189,7 +189,7 @@ def model_stream_contract(model: WakeWordModel) -> dict:
     """The streaming contract of ``model``'s export: the log-mel one, or the backbone's own (raw-audio models)."""
     if model.input_kind == "mel":
         return stream_contract(model.feat)
-    if not hasattr(model.backbone, "stream_step"):
+    if not isinstance(model.backbone, StreamingBackbone):
         raise ValueError(f"'{model.arch}' reads raw audio and has no streaming graph")
     return model.backbone.stream_step()[1]
 

@@ -10,6 +10,7 @@ import torch
 
 from wakeword.audio.io import load_audio
 from wakeword.defaults import REFRACTORY_S, model_threshold
+from wakeword.models.base import StreamingBackbone
 from wakeword.training.checkpoint import load_checkpoint, model_from_checkpoint
 
 
@@ -89,7 +90,7 @@ class Detector:
 
     def stream(self) -> StreamingDetector | StepStreamingDetector:
         if self.model.input_kind != "mel":
-            if hasattr(self.model.backbone, "stream_step"):
+            if isinstance(self.model.backbone, StreamingBackbone):
                 return StepStreamingDetector(self)
             raise ValueError(f"streaming needs a log-mel detector; '{self.model.arch}' reads raw audio")
         return StreamingDetector(self)
