@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class DistillExperiment:
         import yaml
 
         d = yaml.safe_load(Path(path).read_text()) or {}
-        d = dict(d.get("experiment", d))
+        d = dict(d.get("experiment", d) or {})
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown experiment keys: {sorted(unknown)}")
@@ -115,7 +116,8 @@ def plan_distill_experiment(exp: DistillExperiment, out_dir: Path) -> tuple[dict
     """(run folder per (variant, seed), phase-1 jobs (baselines, teachers), phase-2 jobs (distilled))."""
     data = str(Path(exp.data_dir).resolve())
     runs = {}  # (variant, seed) -> run dir
-    phase1, phase2 = [], []
+    phase1: list[dict[str, Any]] = []
+    phase2: list[dict[str, Any]] = []
     for seed in exp.seeds:
         student = {**exp.train, "seed": seed}
         for v in exp.variants:
@@ -201,7 +203,7 @@ def summarise_experiment(exp: DistillExperiment, runs: dict, reports: dict) -> d
         summ = runs[(v, exp.seeds[0])] / "train_summary.json"
         if summ.exists():
             params = json.loads(summ.read_text()).get("params")
-        stats = {}
+        stats: dict[str, dict] = {}
         for set_name in per_seed[0]:
             for metric in per_seed[0][set_name]:
                 vals = np.array([p[set_name][metric] for p in per_seed], dtype=float)

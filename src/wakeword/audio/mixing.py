@@ -5,6 +5,8 @@ draw is reproducible and made per sample.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.signal import butter, fftconvolve, sosfilt
 
@@ -45,7 +47,7 @@ def active_level(audio: np.ndarray, sr: int = SAMPLE_RATE, frame_s: float = 0.02
     return float(active.mean())
 
 
-SIGNAL_LEVELS = {"power": power, "active": active_level}  # how the signal side of an SNR is measured
+SIGNAL_LEVELS: dict[str, Callable[[np.ndarray], float]] = {"power": power, "active": active_level}  # how the signal side of an SNR is measured
 
 
 def mix_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float, level: str = "power") -> np.ndarray:

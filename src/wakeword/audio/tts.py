@@ -309,7 +309,7 @@ class KokoroBackend:
         missing = [b for b, _ in parts if b not in styles]
         if missing:
             raise AudioError(f"unknown Kokoro voice(s) {missing}; installed: {len(styles)} in {self.voices_dir}")
-        return sum(w * styles[b] for b, w in parts).astype(np.float32)
+        return np.asarray(sum(w * styles[b] for b, w in parts), dtype=np.float32)
 
     def synthesize(self, text: str, voice: Voice, prosody: Prosody) -> np.ndarray:
         first = parse_mix(voice.name)[0][0]

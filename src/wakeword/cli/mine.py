@@ -50,8 +50,8 @@ def cmd_mine(a: argparse.Namespace) -> int:
         print(f"{n} candidates {a.mine_cmd}ed")
     elif a.mine_cmd == "inject":
         data_dir = a.data or _data_dir_of(a.model)
-        rows = miner.inject(store, data_dir)
-        print(f"{len(rows)} confirmed clips added to the training split of {data_dir} as hard negatives")
+        added = miner.inject(store, data_dir)
+        print(f"{len(added)} confirmed clips added to the training split of {data_dir} as hard negatives")
     return 0
 
 

@@ -135,7 +135,7 @@ class OpenWakeWordDetector:
                           "raw_data_remainder", "feature_buffer")}
         self.name, self.kind = name, "openwakeword"
         self.source = f"openwakeword-0.5.1:{_file_id(model_name) if custom else model_name}"
-        self.phrase = model_name.replace("_", " ")
+        self.phrase: str | None = model_name.replace("_", " ")
         self.default_threshold = FALLBACK_THRESHOLD  # openWakeWord's own default too
         if custom:  # our export: the phrase and the calibrated threshold are in its manifest
             manifest = Path(model_name).with_suffix(".json")
@@ -302,11 +302,11 @@ def load_detector(spec: str, embedding_cache: str | Path | None = None):
             return StreamingOnnxDetector(str(path), name)
         from wakeword.runtime.onnx import OnnxDetector
 
-        det = OnnxDetector(path)
-        phrase = det.metadata.get("phrase")
-        kind = "onnx-int8" if "quantization" in det.metadata else "onnx"
-        wd = TrackDetector(det, name, json.loads(phrase) if phrase else None, kind)
-        wd.source = _file_id(det.metadata.get("path", ""))
+        onnx_det = OnnxDetector(path)
+        phrase = onnx_det.metadata.get("phrase")
+        kind = "onnx-int8" if "quantization" in onnx_det.metadata else "onnx"
+        wd = TrackDetector(onnx_det, name, json.loads(phrase) if phrase else None, kind)
+        wd.source = _file_id(onnx_det.metadata.get("path", ""))
         return wd
     raise ValueError(f"detector '{spec}': expected a .pt checkpoint, an .onnx export, oww:NAME or mww:NAME")
 

@@ -92,7 +92,9 @@ def _expand(root: Path, patterns: list[str]) -> tuple[str, ...]:
 
 def load_set_audio(s: EvalSet, progress: bool = True):
     """Decode every file once: (positives [(path, audio)], negatives [(path, audio)], skipped)."""
-    skipped, pos, neg = [], [], []
+    skipped: list[dict] = []
+    pos: list[tuple[str, np.ndarray]] = []
+    neg: list[tuple[str, np.ndarray]] = []
     for files, out in ((s.positives, pos), (s.negatives, neg)):
         for f in tqdm(files, desc=f"reading {s.name}", disable=not progress, leave=False):
             try:
@@ -146,7 +148,7 @@ def markdown_table(report: dict) -> str:
         lines.append(f"| {name} | {r['n_positive']} | {r['n_negative_clips']} | {r['negative_hours']:.2f} | "
                      f"{r['pauc']:.3f} | {r['eer']:.3f} | {f['0.1']['frr']:.3f} | {f['0.5']['frr']:.3f} | "
                      f"{f['1.0']['frr']:.3f} | {r['fa_per_hour_at_threshold']:.2f} | {r['frr_at_threshold']:.3f} |")
-    first = next(iter(report["sets"].values()), {})
+    first: dict = next(iter(report["sets"].values()), {})
     t = first.get("threshold", float("nan"))
     lines[0] = lines[0].replace("{0}", str(first.get("max_fpr", MAX_FPR))).replace("{t}", f"{t:.4g}")
     return "\n".join(lines)

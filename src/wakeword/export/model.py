@@ -79,8 +79,7 @@ def export_model(checkpoint: str | Path, out: str | Path, int8: bool = False, da
     ckpt = load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt)
     out = Path(out)
-    if int8:
-        data_dir = _int8_data_dir(data_dir, ckpt)
+    data = _int8_data_dir(data_dir, ckpt) if int8 else Path()  # only INT8 (and QAT) read the data folder
     meta = {"metrics": ckpt.get("metrics", {}), "threshold": ckpt.get("threshold"),
             "phrase": trained_phrase(ckpt.get("config", {}).get("data_dir"))}
     float_path = export_onnx(model, out, metadata=meta)
@@ -96,7 +95,7 @@ def export_model(checkpoint: str | Path, out: str | Path, int8: bool = False, da
 
     int8_path = out.with_name(out.stem + ".int8.onnx")
     # one draw for both graphs, augmented as the run was trained
-    calibration = calibration_windows(data_dir, model.feat, train=ckpt.get("config", {}).get("train"))
+    calibration = calibration_windows(data, model.feat, train=ckpt.get("config", {}).get("train"))
     quantize_int8(float_path, int8_path, calibration)
     report["int8"] = {"path": str(int8_path), "kib": round(int8_path.stat().st_size / 1024, 1), "source": "static"}
     streams: dict[str, Path] = {}
@@ -105,7 +104,7 @@ def export_model(checkpoint: str | Path, out: str | Path, int8: bool = False, da
         quantize_int8(sp, sp8, streaming_calibration_feeds(sp, calibration))
         report["streaming_int8"] = {"path": str(sp8), "kib": round(sp8.stat().st_size / 1024, 1), "source": "static"}
         streams = {"stream_float": sp, "stream_int8": sp8}
-    sets = [EvalSet.from_split(data_dir, "test")] + list(eval_sets or [])
+    sets = [EvalSet.from_split(data, "test")] + list(eval_sets or [])
     report["accuracy"] = {}
     for s in sets:
         res = _accuracy(s, {"float": float_path, "int8": int8_path}, streams, progress)
@@ -121,7 +120,7 @@ def export_model(checkpoint: str | Path, out: str | Path, int8: bool = False, da
         logger.info("quantization-aware fine-tuning (static INT8 test-split pAUC drop %.3f points)", static_drop)
         report["qat"] = {"mode": qat, "ran": True, "reason": "asked (--qat on)" if qat == "on" else
                          f"static INT8 test-split pAUC drop {static_drop} > {QAT_AUTO_DROP_POINTS} points",
-                         **_qat_int8(checkpoint, ckpt, out, data_dir, calibration, sets, streaming, qat_steps,
+                         **_qat_int8(checkpoint, ckpt, out, data, calibration, sets, streaming, qat_steps,
                                      qat_lr, meta, report, progress)}
     elif qat == "auto":
         report["qat"] = {"mode": "auto", "ran": False, "reason": f"static INT8 test-split pAUC drop {static_drop} "

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from wakeword.hpo.space import DEFAULT_SPACE, Param, apply, default_params, pars
 logger = logging.getLogger(__name__)
 
 OBJECTIVES = {"measured": ("val_pauc", "latency_ms"), "macs": ("val_pauc", "macs_m")}
-DIRECTIONS = ("maximize", "minimize")
+DIRECTIONS: tuple[Literal["maximize"], Literal["minimize"]] = ("maximize", "minimize")
 
 
 @dataclass(frozen=True)

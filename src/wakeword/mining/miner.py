@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +48,7 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def protected_files(data_dir: str | Path, eval_files: list[str] = ()) -> tuple[set[str], set[str]]:
+def protected_files(data_dir: str | Path, eval_files: Sequence[str] = ()) -> tuple[set[str], set[str]]:
     """(paths, sha256s) that mining must never touch: the val/test clips and evaluation-set files."""
     data_dir = Path(data_dir)
     paths, hashes = set(), set()
@@ -61,7 +61,7 @@ def protected_files(data_dir: str | Path, eval_files: list[str] = ()) -> tuple[s
     return paths, hashes
 
 
-def build_pool(data_dir: str | Path, sources: list[str], eval_files: list[str] = (),
+def build_pool(data_dir: str | Path, sources: list[str], eval_files: Sequence[str] = (),
                include_training_negatives: bool = True) -> list[str]:
     """The files to mine: ``sources`` (refused if any is evaluation data) + the train split's negatives."""
     data_dir = Path(data_dir)

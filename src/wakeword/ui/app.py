@@ -76,6 +76,11 @@ def discover_studies(workspace: Path) -> list[dict]:
             for db in _find(workspace, "study.db", 4)]
 
 
+def _field(value) -> str | None:
+    """A text form field (an upload or a missing field counts as none)."""
+    return value if isinstance(value, str) else None
+
+
 def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_BYTES, host: str = "127.0.0.1",
                allowed_host: tuple[str, ...] = (), allow_dirs: tuple[str | Path, ...] = (),
                token: str | None = None, max_jobs: int = MAX_JOBS) -> FastAPI:
@@ -290,12 +295,12 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
     @app.post("/queue/decide")
     async def decide(request: Request):
         form = await request.form()
-        check_csrf(request, form.get("csrf"))
+        check_csrf(request, _field(form.get("csrf")))
         decision = {"confirm": "confirmed", "discard": "discarded", "reset": "pending"}.get(str(form.get("action")))
         if decision is None:
             raise HTTPException(400, "action must be confirm, discard or reset")
         try:
-            ids = [int(x) for x in form.getlist("ids")]
+            ids = [int(str(x)) for x in form.getlist("ids")]
         except ValueError:
             raise HTTPException(400, "candidate ids must be integers") from None
         if not ids:
@@ -384,7 +389,7 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
         if yaml_path:
             if not Path(yaml_path).is_file():
                 raise HTTPException(400, f"no YAML at {yaml_path}")
-            spec = {"yaml": str(readable(yaml_path, "YAML"))}
+            spec: dict = {"yaml": str(readable(yaml_path, "YAML"))}
         else:
             pos = [str(Path(p.strip()).resolve()) for p in positives.split(",") if p.strip()]
             neg = [str(Path(p.strip()).resolve()) for p in negatives.split(",") if p.strip()]
