@@ -97,3 +97,18 @@ def test_the_rule_catches_a_backward_import(tmp_path):
     f = tmp_path / "x.py"
     f.write_text("def f():\n    from wakeword.cli import main\n")
     assert _imports(f) == {"wakeword.cli"} and _layer("wakeword.cli") > _layer("wakeword.evaluation.bench")
+
+
+def test_make_targets_call_files_that_exist():
+    """`make bench` once called a script that did not exist: every path a Makefile recipe names is there."""
+    import re
+
+    root = SRC.parents[1]
+    recipes = [ln.strip() for ln in (root / "Makefile").read_text().splitlines() if ln.startswith("\t")]
+    paths = [m for ln in recipes for m in re.findall(r"[\w./-]+\.(?:py|sh)\b", ln)]
+    assert "benchmarks/run_benchmarks.py" in paths and "scripts/setup.sh" in paths
+    for p in paths:
+        assert (root / p).is_file(), f"the Makefile calls {p}, which does not exist"
+    ci = (root / ".ci" / "run").read_text()
+    assert "make test" in ci
+    assert re.search(r"^test:.*\blint\b", (root / "Makefile").read_text(), re.M), "make test must lint and type check"

@@ -180,6 +180,7 @@ def test_prepare_refuses_other_models():
         prepare_qat(m)
 
 
+@pytest.mark.slow  # about a minute on 2 cores: `make test` runs it, `pytest -m 'not slow'` skips it
 def test_qat_fit_resumes_after_kill(tiny_run, tiny_data, tmp_path):
     from wakeword.training.checkpoint import load_model
     from wakeword.training.fit import TrainConfig, fit
@@ -209,6 +210,7 @@ def test_qat_fit_resumes_after_kill(tiny_run, tiny_data, tmp_path):
                                       for k in a["qat_observers"])
 
 
+@pytest.mark.slow  # about a minute on 2 cores: `make test` runs it, `pytest -m 'not slow'` skips it
 def test_cli_export_qat_on_writes_report_section(tiny_run, tiny_data, tmp_path):
     from wakeword.cli import main
     from wakeword.export import OnnxDetector
