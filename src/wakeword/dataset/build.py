@@ -37,10 +37,11 @@ from wakeword.audio.music import synth_music
 from wakeword.audio.tts import BACKENDS, Prosody, Voice, available_backends
 from wakeword.dataset.manifest import ClipRow, append_rows, read_manifest, writer_lock
 from wakeword.dataset.text import adversarial_texts, normalise, speech_texts, word_texts
+from wakeword.defaults import AUDIO_EXTENSIONS, WINDOW_S
 
 logger = logging.getLogger(__name__)
 
-AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"}
+AUDIO_EXTS = AUDIO_EXTENSIONS  # the suffixes read from user folders (wakeword.defaults)
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class DataConfig:
     noise_dirs: tuple[str, ...] = ()  # user folders of background noise, music
     optional_negative_dirs: tuple[str, ...] = ()  # like negative_dirs, but a folder that is not there is skipped
     #                                               (system packages such as Debian's Asterisk prompts: real speech)
-    window_s: float = 1.0  # classifier window; longer positives are skipped with a reason
+    window_s: float = WINDOW_S  # classifier window; longer positives are skipped with a reason
     max_file_s: float = 600.0  # user files are read this much at a time (a longer negative / noise file
     #                            becomes several jobs, so all of it is used; a longer positive is skipped)
     chunk_s: float = 10.0  # long user negatives/noise are cut into chunks of this length

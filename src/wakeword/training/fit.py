@@ -26,6 +26,7 @@ from wakeword.dataset.torch_data import (
     pad_for_scoring,
     sample_weights,
 )
+from wakeword.defaults import MAX_FPR
 from wakeword.evaluation.metrics import eer, pauc
 from wakeword.features.logmel import FeatureConfig
 from wakeword.features.specaugment import SpecAugment, SpecAugmentConfig
@@ -51,7 +52,7 @@ class TrainConfig:
     #                                      data lever without rebuilding the data folder)
     background_kinds: tuple[str, ...] = BACKGROUND_KINDS  # training clips of these kinds are also mixed
     #                                      under other windows as background (at the augment SNR)
-    max_fpr: float = 0.1  # pAUC region used for best-checkpoint selection
+    max_fpr: float = MAX_FPR  # pAUC region used for best-checkpoint selection
     arch: str = "mobilenetv3"  # registered backbone
     model: dict = field(default_factory=dict)  # backbone parameters (StudentConfig fields)
     features: dict = field(default_factory=dict)  # FeatureConfig overrides
@@ -208,7 +209,7 @@ def stream_validation(scorer, rows: list[ClipRow], clips: list[np.ndarray], cfg:
     """Validation through the evaluation protocol: positives padded with silence (clip max), negatives played as
     continuous streams; clip pAUC, FRR at ``target_fa_per_hour`` and the calibrated threshold."""
     from wakeword.evaluation import metrics
-    from wakeword.evaluation.evaluate import score_set
+    from wakeword.evaluation.scoring import score_set
 
     pos = [(r.clip_id, c) for r, c in zip(rows, clips) if r.label == 1]
     neg = [(r.clip_id, c) for r, c in zip(rows, clips) if r.label == 0]
