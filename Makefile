@@ -1,5 +1,6 @@
 # The two commands of the README. Both do the whole set-up first (idempotent, skips what is present).
-.PHONY: setup demo test bench
+# `make test` is what CI runs (.ci/run): lint, type check, then every test (the slow ones too).
+.PHONY: setup demo test lint bench
 
 setup:
 	bash scripts/setup.sh
@@ -7,8 +8,14 @@ setup:
 demo: setup
 	wakeword demo --out work/demo
 
-test: setup
+test: setup lint
 	HF_HUB_OFFLINE=1 python3 -m pytest -q
 
+# ruff with the rules pinned in pyproject.toml; mypy on src/ (its configuration is in pyproject.toml too)
+lint:
+	python3 -m ruff check
+	python3 -m mypy
+
+# Speed and memory benchmarks (docs/benchmarks.json and the generated part of docs/BENCHMARKS.md); not part of the tests.
 bench: setup
-	bash benchmarks/run_all.sh
+	python3 benchmarks/run_benchmarks.py

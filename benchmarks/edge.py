@@ -188,26 +188,26 @@ def markdown(r: dict) -> str:
     f, q = r["stream_float"], r["stream_int8"]
     lines = ["| what | float | INT8 |", "|---|---|---|",
              f"| parameters | {r['parameters']:,} | same |",
-             f"| network multiply-accumulates (front end not counted) per window / per streaming call / per second "
+             (f"| network multiply-accumulates (front end not counted) per window / per streaming call / per second "
              f"of audio (one call per {r['stream_hop_s'] * 1000:.0f} ms hop) "
              f"| {r['macs_per_window'] / 1e6:.2f} M / {r.get('macs_per_hop', r['macs_per_window']) / 1e6:.2f} M / "
-             f"{r['macs_per_audio_second'] / 1e6:.1f} M | same |",
+             f"{r['macs_per_audio_second'] / 1e6:.1f} M | same |"),
              f"| file, window graph (KiB) | {r['file_kib']['window_float']} | {r['file_kib']['window_int8']} |",
              f"| file, streaming graph (KiB) | {r['file_kib']['stream_float']} | {r['file_kib']['stream_int8']} |",
-             f"| latency per hop, median / p99 (ms, 1 thread) | {f['hop_ms_median']:.3f} / {f['hop_ms_p99']:.3f} "
-             f"| {q['hop_ms_median']:.3f} / {q['hop_ms_p99']:.3f} |",
+             (f"| latency per hop, median / p99 (ms, 1 thread) | {f['hop_ms_median']:.3f} / {f['hop_ms_p99']:.3f} "
+             f"| {q['hop_ms_median']:.3f} / {q['hop_ms_p99']:.3f} |"),
              f"| real-time factor (median hop / hop length) | {f['rtf']:.4f} | {q['rtf']:.4f} |",
              f"| CPU seconds per audio hour (streaming, 1 thread) | {f['cpu_s_per_audio_hour']:.1f} | {q['cpu_s_per_audio_hour']:.1f} |",
-             f"| peak RSS of a process running only onnxruntime + the streaming file, audio memory-mapped (MB; "
-             f"before loading the model: {f['import_rss_mb']:.0f}) | {f['peak_rss_mb']:.0f} | {q['peak_rss_mb']:.0f} |"]
+             (f"| peak RSS of a process running only onnxruntime + the streaming file, audio memory-mapped (MB; "
+             f"before loading the model: {f['import_rss_mb']:.0f}) | {f['peak_rss_mb']:.0f} | {q['peak_rss_mb']:.0f} |")]
     if r.get("openwakeword"):
-        lines += ["", "| openWakeWord 0.5.1 model (onnx, 80 ms chunks, 1 thread) | CPU s per audio hour | peak RSS (MB) "
-                      "| RSS before loading the model (MB) |", "|---|---|---|---|"]
+        lines += ["", ("| openWakeWord 0.5.1 model (onnx, 80 ms chunks, 1 thread) | CPU s per audio hour | peak RSS (MB) "
+                      "| RSS before loading the model (MB) |"), "|---|---|---|---|"]
         for k, v in r["openwakeword"].items():
             lines.append(f"| {k} | {v['cpu_s_per_audio_hour']:.1f} | {v['peak_rss_mb']:.0f} | {v['import_rss_mb']:.0f} |")
-        lines += ["", f"Our streaming cost / the cheapest openWakeWord model's: float "
+        lines += ["", (f"Our streaming cost / the cheapest openWakeWord model's: float "
                       f"{r['ratio_stream_float_to_cheapest_oww']:.3f}, INT8 {r['ratio_stream_int8_to_cheapest_oww']:.3f} "
-                      f"(target <= 0.2). Audio: {r['audio']}, {r['audio_s']:.0f} s."]
+                      f"(target <= 0.2). Audio: {r['audio']}, {r['audio_s']:.0f} s.")]
     return "\n".join(lines)
 
 

@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 def main() -> None:
     import onnx
     import onnxruntime as ort
-    from conftest import responsive_model
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
+    from conftest import responsive_model
     from wakeword.audio.tts import EspeakBackend, Prosody
     from wakeword.export import export_onnx
 

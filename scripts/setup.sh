@@ -40,7 +40,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-echo "[setup] installing the Python package (with pymicro-wakeword, microWakeWord's runtime, from pyproject.toml)"
+echo "[setup] installing the Python package (with pymicro-wakeword, microWakeWord's runtime, and the dev tools pytest, ruff, mypy: pyproject.toml [dev], pinned in constraints.txt)"
 "$PY" -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
 # openWakeWord 0.5.1 (the last release that ships pretrained models) is the peer `wakeword bench` compares
 # against. Its declared dependencies include tflite-runtime, which has no wheel here; it runs on onnxruntime

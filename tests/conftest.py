@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Builds render every clip unless a test asks for the clip cache (tests/test_build.py): a test must not pass
+# or fail because another run left clips in ~/.cache.
+os.environ["WAKEWORD_CLIP_CACHE"] = "off"
 
 
 def pytest_configure(config):

@@ -67,9 +67,9 @@ def test_ablation_trains_benches_and_resumes(tmp_path, tiny_data):
     # --variants: only the named ones (and the default) are run or tabulated; an unknown name is refused.
     from wakeword.cli import main
 
-    md_path = tmp_path / "r.md"
+    md_path = tmp_path / "out" / "results.md"  # the experiment's own results file, in its --out folder
     assert main(["-q", "experiment", "ablation", "--config", str(cfg), "--out", str(tmp_path / "out"),
-                 "--summarise-only", "--variants", "no_reverb", "--results", str(md_path)]) == 0
+                 "--summarise-only", "--variants", "no_reverb"]) == 0
     assert "| no_reverb |" in md_path.read_text() and "| default |" in md_path.read_text()
     assert main(["-q", "experiment", "ablation", "--config", str(cfg), "--out", str(tmp_path / "out"),
                  "--summarise-only", "--variants", "nope"]) == 2

@@ -143,7 +143,9 @@ def test_noisy_bench_gives_every_detector_the_same_audio(tmp_path, speech_audio)
     a, b = prepare_set(s, BenchConfig(snr_db=5.0), False), prepare_set(s, BenchConfig(snr_db=5.0), False)
     assert np.array_equal(a.positives[0][1], b.positives[0][1]) and np.array_equal(a.negatives[0][1], b.negatives[0][1])
     clean = prepare_set(s, BenchConfig(), False)
-    lead = SR  # the default second of lead-in gets noise too
+    from wakeword.evaluation.scoring import POSITIVE_PAD_S
+
+    lead = int(POSITIVE_PAD_S * SR)  # the protocol's lead-in gets noise too
     assert np.all(clean.positives[0][1][:lead] == 0) and np.any(a.positives[0][1][:lead] != 0)
     with pytest.raises(ValueError, match="no noise"):
         prepare_set(EvalSet("x", tuple(pos), tuple(neg)), BenchConfig(snr_db=5.0), False)
@@ -286,10 +288,10 @@ def test_microwakeword_manifest_runs_our_streaming_int8_tflite_through_the_bench
     variables (a toy built by TensorFlow's converter: benchmarks/tflite_toolchain.py --fixture), run through
     pymicro-wakeword's loader and front end; its scores follow the float toy fed the same front-end frames."""
     pytest.importorskip("pymicro_wakeword")
-    from conftest import REPO
+    from benchmarks.tflite_toolchain import toy_reference, toy_weights
     from pymicro_wakeword import MicroWakeWordFeatures
 
-    from benchmarks.tflite_toolchain import toy_reference, toy_weights
+    from conftest import REPO
 
     det = load_detector(f"mww:{REPO / 'tests' / 'data' / 'mww_toy' / 'toy.json'}")
     assert det.name == "microWakeWord toy" and det.phrase == "toy" and det.default_threshold == 0.5

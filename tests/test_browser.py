@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from test_mining_ui import _threshold, workspace  # noqa: F401  (the same workspace fixture)
 
 CHROMIUM = "/usr/bin/chromium"
@@ -36,6 +37,7 @@ def server(workspace):  # noqa: F811
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium missing: run scripts/setup.sh")
+@pytest.mark.slow  # about a minute on 2 cores: `make test` runs it, `pytest -m 'not slow'` skips it
 def test_mine_confirm_discard_inject_in_a_real_browser(server, workspace, tmp_path):  # noqa: F811
     from playwright.sync_api import expect, sync_playwright
 

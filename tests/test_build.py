@@ -5,7 +5,7 @@ import soundfile as sf
 
 from wakeword.dataset.build import DataConfig, build
 from wakeword.dataset.manifest import FIELDS, read_manifest
-from wakeword.dataset.text import adversarial_texts, contains_phrase, speech_texts
+from wakeword.dataset.text import adversarial_texts, contains_phrase, speech_texts, word_texts
 
 
 def test_manifest_rows_are_complete_and_splits_disjoint_by_speaker(tiny_data):
@@ -89,3 +89,43 @@ def test_folder_of_another_phrase_is_refused(tmp_path):
         build(_cfg(phrase="other words"), tmp_path, progress=False)
     with pytest.raises(ValueError, match="empty"):
         build(_cfg(phrase=" ?! "), tmp_path / "x", progress=False)
+
+
+def test_clip_cache_serves_a_second_phrase_the_same_negatives(tmp_path, monkeypatch):
+    """Negative speech and words do not depend on the phrase: a second phrase's build reads them from the clip
+    cache (identical audio, nothing rendered again), while its positives and near-phrases are its own."""
+    monkeypatch.setenv("WAKEWORD_CLIP_CACHE", str(tmp_path / "cache"))
+    cfg = dict(n_positive=4, n_adversarial=3, n_speech=6, n_noise=0, n_babble=0, n_words=5,
+               engines=("espeak-ng", "flite"))
+    r1 = build(_cfg(phrase="hello robot", **cfg), tmp_path / "a", progress=False)
+    assert r1["tts_from_cache"] == 0
+    cached = list((tmp_path / "cache").rglob("*.npy"))
+    assert len(cached) == r1["clips"]  # every rendered clip was stored
+    r2 = build(_cfg(phrase="good morning", **cfg), tmp_path / "b", progress=False)
+    a, b = read_manifest(tmp_path / "a"), read_manifest(tmp_path / "b")
+    neg = lambda rows: {r.clip_id: r.sha256 for r in rows if r.kind in ("speech", "word")}  # noqa: E731
+    shared = set(neg(a)) & set(neg(b))
+    assert len(shared) >= 9 and all(neg(a)[k] == neg(b)[k] for k in shared)
+    assert r2["tts_from_cache"] == len(shared)
+    assert not {r.sha256 for r in a if r.label == 1} & {r.sha256 for r in b if r.label == 1}
+    # a torn cache file is rendered again, not trusted
+    victim = next(iter((tmp_path / "cache").rglob(f"{sorted(shared)[0]}.npy")))
+    victim.write_bytes(b"torn")
+    r3 = build(_cfg(phrase="good morning", **cfg), tmp_path / "c", progress=False)
+    assert r3["tts_from_cache"] == len(b) - 1  # all of b's clips are cached now, but for the torn one
+    assert {r.sha256 for r in read_manifest(tmp_path / "c")} == {r.sha256 for r in b}
+    monkeypatch.setenv("WAKEWORD_CLIP_CACHE", "off")
+    assert build(_cfg(phrase="good morning", **cfg), tmp_path / "d", progress=False)["tts_from_cache"] == 0
+
+
+def test_negative_texts_do_not_depend_on_the_phrase_but_never_say_it():
+    """Sentences and words are the same texts, position by position, for every phrase (so the clip cache serves a
+    second phrase), except where a text would say the phrase."""
+    for a, b in (("computer", "amelia"), ("hey nova", "okay robot")):
+        for make in (speech_texts, word_texts):
+            ta, tb = make(a, 800, 0), make(b, 800, 0)
+            assert len(ta) == len(tb) == 800
+            assert not any(contains_phrase(t, a) for t in ta) and not any(contains_phrase(t, b) for t in tb)
+            assert sum(x == y for x, y in zip(ta, tb)) >= 760, (make.__name__, a, b)
+    assert any(contains_phrase(t, "computer") for t in word_texts("amelia", 5000, 0))  # the list holds it...
+    assert not any(contains_phrase(t, "computer") for t in word_texts("computer", 5000, 0))  # ...and it is replaced

@@ -4,6 +4,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REAL
 
 
@@ -22,6 +24,7 @@ def test_help_lists_subcommands():
         assert sub in out
 
 
+@pytest.mark.slow  # about a minute on 2 cores: `make test` runs it, `pytest -m 'not slow'` skips it
 def test_end_to_end(tmp_path):
     data, runs = tmp_path / "data", tmp_path / "run"
     run("-q", "data", "build", "--out", str(data), "--phrase", "hey computer", "--n-positive", "30",

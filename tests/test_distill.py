@@ -262,7 +262,7 @@ def test_teacher_config_defaults_and_overrides():
 
 def test_experiment_runner_end_to_end(tiny_data, tmp_path):
     """The experiment on the tiny data: baseline, a teacher and its distilled student, two seeds."""
-    from wakeword.experiments import DistillExperiment, distill_experiment, markdown, write_results_section
+    from wakeword.experiments import DistillExperiment, distill_experiment, markdown, write_results
 
     exp = DistillExperiment(data_dir=str(tiny_data), seeds=(0, 1),
                             train={"epochs": 1, "steps_per_epoch": 2, "batch_size": 8, "model": TINY_STUDENT},
@@ -272,12 +272,12 @@ def test_experiment_runner_end_to_end(tiny_data, tmp_path):
     assert set(res["variants"]) == {"baseline", "teacher_conformer", "distill_conformer"}
     m = res["variants"]["distill_conformer"]["metrics"]["test split"]["pauc"]
     assert len(m["values"]) == 2 and m["std"] == pytest.approx(float(np.std(m["values"], ddof=1)))
-    md = tmp_path / "R.md"
-    md.write_text("# Results\n\nkept\n")
-    write_results_section(md, markdown(res, "cmd A"))
-    write_results_section(md, markdown(res, "cmd B"))
+    # the experiment's tables go to its own folder (docs are written by people), rewritten on every run
+    write_results(tmp_path / "exp", "## Distillation", markdown(res, "cmd A"))
+    md = write_results(tmp_path / "exp", "## Distillation", markdown(res, "cmd B"))
     text = md.read_text()
-    assert "kept" in text and "cmd B" in text and "cmd A" not in text and text.count("distill-experiment:start") == 1
+    assert md == tmp_path / "exp" / "results.md" and "cmd B" in text and "cmd A" not in text
+    assert "| baseline |" in text and "| distill_conformer |" in text
     with pytest.raises(ValueError, match="needs teacher_conformer"):
         distill_experiment(DistillExperiment(data_dir=str(tiny_data), variants=("distill_both",)), tmp_path / "e2")
 

@@ -132,6 +132,7 @@ def test_hypervolume_2d_against_optuna():
 
 
 # ------------------------------------------------------------------ a real study
+@pytest.mark.slow  # about a minute on 2 cores: `make test` runs it, `pytest -m 'not slow'` skips it
 def test_study_runs_with_pbt_children_shows_and_exports(tiny_data, tmp_path):
     cfg = _cfg(tiny_data, tmp_path / "hpo")
     summary = run_study(cfg, 5, progress=False)
@@ -176,6 +177,7 @@ def test_study_runs_with_pbt_children_shows_and_exports(tiny_data, tmp_path):
     assert len(load_study(tmp_path / "hpo", "wakeword").trials) == n
 
 
+@pytest.mark.slow  # about a minute on 2 cores: `make test` runs it, `pytest -m 'not slow'` skips it
 def test_kill_9_mid_trial_then_resume(tiny_data, tmp_path):
     """A real `wakeword hpo run` is killed with SIGKILL inside its third trial; --resume finishes the
     study: finished trials kept as they were, the interrupted one failed and its configuration retried."""

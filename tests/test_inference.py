@@ -3,8 +3,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import responsive_model
 
+from conftest import responsive_model
 from wakeword.inference import Detector
 
 
@@ -43,7 +43,7 @@ def test_short_audio_is_padded_and_stereo_refused(speech_audio):
 
 
 def test_import_wakeword_is_light():
-    code = "import sys, wakeword; assert 'torch' not in sys.modules, 'torch leaked'; " \
-           "assert 'transformers' not in sys.modules; print(wakeword.__version__)"
+    code = ("import sys, wakeword; assert 'torch' not in sys.modules, 'torch leaked'; "
+            "assert 'transformers' not in sys.modules; print(wakeword.__version__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -234,3 +234,29 @@ def test_optional_negative_folders_are_used_when_there_as_one_speaker_each(tmp_p
     jobs = [j for j in plan(cfg) if j.engine == "user"]
     assert len(jobs) == 2 and {j.speaker for j in jobs} == {"user:fr_CA_f_June"}  # sub-folders: the same person
     assert all(j.kind == "speech" and j.label == 0 for j in jobs)
+
+
+def test_the_operating_point_is_measured_without_near_phrases(tiny_run, tiny_data):
+    """FRR selection and the calibrated threshold use a stream without the near-phrases (a real stream rarely
+    holds them); clip pAUC still scores them, and with nothing excluded the stream holds every negative."""
+    from dataclasses import replace
+
+    from wakeword.dataset.manifest import read_manifest, select
+    from wakeword.dataset.torch_data import load_clips
+    from wakeword.training.checkpoint import load_checkpoint, model_from_checkpoint
+    from wakeword.training.fit import TrainConfig, _TorchScorer, stream_validation
+
+    model = model_from_checkpoint(load_checkpoint(tiny_run / "best.pt")).eval()
+    rows = select(read_manifest(tiny_data), "val")
+    clips = load_clips(rows, tiny_data)
+    cfg = TrainConfig(threshold_fa_per_hour=5.0)
+    real_like = stream_validation(_TorchScorer(model, "cpu"), rows, clips, cfg)
+    everything = stream_validation(_TorchScorer(model, "cpu"), rows, clips, replace(cfg, operating_exclude_kinds=()))
+    assert real_like["val_pauc"] == everything["val_pauc"]  # clip pAUC sees every negative either way
+    hours = lambda keep: sum(r.duration_s for r in rows if r.label == 0 and keep(r)) / 3600  # noqa: E731
+    assert any(r.kind == "adversarial" for r in rows)
+    assert real_like["val_stream_hours"] < everything["val_stream_hours"]
+    # scored time (a stream loses its last window), so compare shares, not absolute hours
+    share = real_like["val_stream_hours"] / everything["val_stream_hours"]
+    assert share == pytest.approx(hours(lambda r: r.kind != "adversarial") / hours(lambda r: True), rel=0.1)
+    assert real_like["val_fa_per_hour_at_threshold"] <= 5.0

@@ -31,7 +31,6 @@ def workspace(tmp_path, tiny_data, tiny_run, speech_audio) -> Path:
     # A barely trained model scores everything alike; one whose scores vary with speech makes false
     # alarms to mine (an untrained net with BatchNorm statistics from real speech).
     from conftest import responsive_model
-
     from wakeword.training.checkpoint import save_checkpoint
 
     old = torch.load(run / "best.pt", weights_only=True)

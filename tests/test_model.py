@@ -77,7 +77,6 @@ def test_foreign_checkpoint_is_refused(tmp_path):
 @pytest.mark.parametrize("window_norm", ["none", "cmn"])
 def test_onnx_matches_torch_on_real_audio(tmp_path, speech_audio, window_norm):
     from conftest import responsive_model
-
     from wakeword.export import OnnxDetector, export_onnx
     from wakeword.inference import Detector
 
@@ -110,7 +109,6 @@ def test_onnx_foreign_model_refused(tmp_path):
 
 def test_int8_export_is_smaller_and_close_to_float(tmp_path, speech_audio, tiny_data):
     from conftest import responsive_model
-
     from wakeword.export import OnnxDetector, calibration_windows, export_onnx, quantize_int8
 
     m = responsive_model(speech_audio)
@@ -149,8 +147,8 @@ def test_streaming_onnx_equals_score_track_on_real_audio(tmp_path, speech_audio,
     import sys
 
     import soundfile as sf
-    from conftest import REPO, responsive_model
 
+    from conftest import REPO, responsive_model
     from wakeword.export import OnnxStreamer, export_streaming_onnx, stream_contract
     from wakeword.inference import Detector
 
@@ -177,8 +175,8 @@ def test_streaming_int8_is_calibrated_on_real_stream_states_and_tracks_float(tmp
     import sys
 
     import soundfile as sf
-    from conftest import REPO, responsive_model
 
+    from conftest import REPO, responsive_model
     from wakeword.export import (
         OnnxStreamer,
         calibration_windows,
@@ -210,8 +208,8 @@ def test_example_refuses_foreign_models_and_mismatched_audio(tmp_path, speech_au
     import sys
 
     import soundfile as sf
-    from conftest import REPO, responsive_model
 
+    from conftest import REPO, responsive_model
     from wakeword.export import export_onnx, export_streaming_onnx
 
     m = responsive_model(speech_audio)

@@ -40,7 +40,8 @@ def test_mu_law_is_a_fine_quantizer_and_telephone_is_narrow_band():
     y = telephone(x, np.random.default_rng(0))
     assert y.shape == x.shape and y.dtype == np.float32
     f, p = _spectrum(y[1600:])
-    at = lambda hz: p[np.argmin(np.abs(f - hz))]
+    def at(hz):
+        return p[np.argmin(np.abs(f - hz))]
     assert at(6000) < 1e-4 * at(1000)  # nothing above 4 kHz survives 8 kHz sampling
     assert at(100) < 0.05 * at(1000)  # the line's high-pass
     assert p[f > 4100].sum() < 1e-3 * p.sum()

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import real_file
 
+from conftest import real_file
 from wakeword.audio.io import load_audio
 from wakeword.features.logmel import FeatureConfig
 from wakeword.inference import Detector

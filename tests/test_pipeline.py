@@ -8,6 +8,7 @@ import pytest
 import torch
 
 
+@pytest.mark.slow  # about a minute on 2 cores: `make test` runs it, `pytest -m 'not slow'` skips it
 def test_demo_trains_the_teacher_then_distils_the_student(tmp_path):
     pytest.importorskip("openwakeword")
     from wakeword.pipeline import run_demo

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+
 from conftest import start_train_and_kill
 
 
@@ -16,9 +17,9 @@ def _windows(audio: np.ndarray, n: int, hop: int) -> np.ndarray:
 
 def test_fake_quant_agrees_with_ort_int8(tmp_path, speech_audio):
     import onnx
-    from conftest import responsive_model
     from onnx import numpy_helper
 
+    from conftest import responsive_model
     from wakeword.export import OnnxDetector, export_onnx, quantize_int8
     from wakeword.training.qat import WEIGHT_QRANGE, QuantLayer, prepare_qat
 
@@ -105,7 +106,6 @@ def test_int8_kernels_compute_the_graph_on_this_cpu(tmp_path, speech_audio):
     reference by 1.2-1.6 logit on average (max 2.6-6.1; benchmarks/int8_kernels.py); with the export's
     7-bit weights what remains is requantization rounding, on every x86 CPU."""
     from conftest import responsive_model
-
     from wakeword.export import export_onnx, quantize_int8
 
     m = responsive_model(speech_audio)
@@ -124,7 +124,6 @@ def test_int8_kernels_compute_the_graph_on_this_cpu(tmp_path, speech_audio):
 
 def test_strip_gives_an_ordinary_checkpoint_that_loads_and_exports(tmp_path, speech_audio):
     from conftest import responsive_model
-
     from wakeword.export import OnnxDetector, export_onnx, quantize_int8
     from wakeword.inference import Detector
     from wakeword.training.checkpoint import save_checkpoint
@@ -181,6 +180,7 @@ def test_prepare_refuses_other_models():
         prepare_qat(m)
 
 
+@pytest.mark.slow  # about a minute on 2 cores: `make test` runs it, `pytest -m 'not slow'` skips it
 def test_qat_fit_resumes_after_kill(tiny_run, tiny_data, tmp_path):
     from wakeword.training.checkpoint import load_model
     from wakeword.training.fit import TrainConfig, fit
@@ -210,6 +210,7 @@ def test_qat_fit_resumes_after_kill(tiny_run, tiny_data, tmp_path):
                                       for k in a["qat_observers"])
 
 
+@pytest.mark.slow  # about a minute on 2 cores: `make test` runs it, `pytest -m 'not slow'` skips it
 def test_cli_export_qat_on_writes_report_section(tiny_run, tiny_data, tmp_path):
     from wakeword.cli import main
     from wakeword.export import OnnxDetector

@@ -94,3 +94,45 @@ def test_eval_set_yaml_that_is_not_a_mapping(tmp_path, text, expected):
     y.write_text(text)
     with pytest.raises(ValueError, match=expected):
         EvalSet.from_yaml(y)
+
+
+def test_a_folder_is_scored_file_by_file_with_a_summary(exports, tmp_path, capsys):
+    """`wakeword score FOLDER`: every audio file under it (recursively), then n files / n fired / the threshold."""
+    import soundfile as sf
+
+    from wakeword.runtime.onnx import OnnxDetector
+
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    for i, name in enumerate(("a.wav", "sub/b.flac")):
+        sf.write(tmp_path / "in" / name, _speechy(2.0 + i), 16000)
+    (tmp_path / "in" / "notes.txt").write_text("not audio")
+    assert main(["-q", "score", "--model", str(exports / "model.onnx"), str(tmp_path / "in")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [ln.split("\t")[0] for ln in lines[:-1]] == [str(tmp_path / "in" / "a.wav"), str(tmp_path / "in" / "sub/b.flac")]
+    thr = OnnxDetector(exports / "model.onnx").default_threshold
+    fired = sum(1 for ln in lines[:-1] if not ln.endswith("events: -"))
+    assert lines[-1] == f"# 2 files, {fired} fired, 0 unreadable; threshold {thr:.4g} (the model's own)"
+    assert main(["-q", "score", "--model", str(exports / "model.onnx"), "--threshold", "0.25", str(tmp_path / "in")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].endswith("threshold 0.25 (given)")
+
+
+def test_long_files_are_scored_in_pieces_with_the_same_scores(exports, tiny_run):
+    """The progress bar's pieces do not change a score: stateless window detectors get overlapping pieces,
+    streaming ones are fed in order."""
+    from wakeword.evaluation.detectors import _scores_in_chunks, load_detector
+
+    class Bar:
+        seconds = 0.0
+
+        def update(self, s):
+            self.seconds += s
+
+    audio = _speechy(7.3)
+    for name in (str(exports / "model.onnx"), str(exports / "model.stream.onnx"), str(tiny_run / "best.pt")):
+        det = load_detector(name)
+        det.reset()
+        whole = det.process(audio)
+        bar = Bar()
+        pieces = _scores_in_chunks(det, audio, 1.5, bar)
+        assert len(pieces) == len(whole) and abs(pieces - whole).max() < 1e-5, name
+        assert abs(bar.seconds - len(audio) / 16000) < 0.2

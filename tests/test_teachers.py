@@ -249,8 +249,8 @@ def test_speech_embedding_exports_window_and_streaming_onnx_that_equal_torch(tmp
     import sys
 
     import soundfile as sf
-    from conftest import REPO
 
+    from conftest import REPO
     from wakeword.export import (
         OnnxDetector,
         OnnxStreamer,

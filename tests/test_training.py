@@ -3,8 +3,8 @@ import sys
 
 import pytest
 import torch
-from conftest import start_train_and_kill
 
+from conftest import start_train_and_kill
 from wakeword.training.checkpoint import load_checkpoint
 from wakeword.training.fit import TrainConfig, fit
 

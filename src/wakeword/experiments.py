@@ -13,8 +13,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from wakeword.defaults import MAX_FPR
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +37,14 @@ class DistillExperiment:
     variants: tuple[str, ...] = DEFAULT_VARIANTS
     eval_sets: tuple[str, ...] = ()  # evaluation-set YAMLs besides the test split
     fa_per_hour: tuple[float, ...] = (0.5, 1.0)  # operating points of the table
-    max_fpr: float = 0.1  # pAUC region
+    max_fpr: float = MAX_FPR  # pAUC region
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> DistillExperiment:
         import yaml
 
         d = yaml.safe_load(Path(path).read_text()) or {}
-        d = dict(d.get("experiment", d))
+        d = dict(d.get("experiment", d) or {})
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown experiment keys: {sorted(unknown)}")
@@ -88,7 +91,7 @@ def _eval_job(job: dict) -> dict:
     import torch
 
     from wakeword.evaluation.evaluate import EvalSet, evaluate
-    from wakeword.inference import Detector
+    from wakeword.runtime.detector import Detector
 
     torch.set_num_threads(1)
     out = Path(job["out"])
@@ -113,7 +116,8 @@ def plan_distill_experiment(exp: DistillExperiment, out_dir: Path) -> tuple[dict
     """(run folder per (variant, seed), phase-1 jobs (baselines, teachers), phase-2 jobs (distilled))."""
     data = str(Path(exp.data_dir).resolve())
     runs = {}  # (variant, seed) -> run dir
-    phase1, phase2 = [], []
+    phase1: list[dict[str, Any]] = []
+    phase2: list[dict[str, Any]] = []
     for seed in exp.seeds:
         student = {**exp.train, "seed": seed}
         for v in exp.variants:
@@ -199,7 +203,7 @@ def summarise_experiment(exp: DistillExperiment, runs: dict, reports: dict) -> d
         summ = runs[(v, exp.seeds[0])] / "train_summary.json"
         if summ.exists():
             params = json.loads(summ.read_text()).get("params")
-        stats = {}
+        stats: dict[str, dict] = {}
         for set_name in per_seed[0]:
             for metric in per_seed[0][set_name]:
                 vals = np.array([p[set_name][metric] for p in per_seed], dtype=float)
@@ -227,20 +231,13 @@ def markdown(results: dict, command: str) -> str:
             f"accepts per hour (lower is better).\n\n" + "\n".join(lines) + "\n")
 
 
-def write_results_section(md_path: str | Path, body: str, title: str = "## Dual-teacher distillation",
-                          key: str = "distill-experiment") -> None:
-    """Replace (or append) the experiment's section of a markdown file, between fixed markers."""
-    md_path = Path(md_path)
-    text = md_path.read_text() if md_path.exists() else ""
-    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
-    block = f"{start}\n{title}\n\n{body}{end}"
-    if start in text and end in text:
-        pre, rest = text.split(start, 1)
-        post = rest.split(end, 1)[1]
-        text = pre + block + post
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    md_path.write_text(text)
+def write_results(out_dir: str | Path, title: str, body: str) -> Path:
+    """Write an experiment's tables to ``out_dir/results.md`` (its own folder; docs/RESULTS.md is edited by people,
+    quoting these files). Returns the path."""
+    path = Path(out_dir) / "results.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{title}\n\n{body}")
+    return path
 
 
 # ------------------------------------------------------------------ one round of hard-negative mining
@@ -281,9 +278,9 @@ def mining_experiment(exp: MiningExperiment, out_dir: str | Path) -> dict:
     import yaml
 
     from wakeword.evaluation.evaluate import EvalSet, evaluate
-    from wakeword.inference import Detector
     from wakeword.mining import miner
     from wakeword.mining.store import MiningStore
+    from wakeword.runtime.detector import Detector
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -327,8 +324,8 @@ def mining_experiment(exp: MiningExperiment, out_dir: str | Path) -> dict:
         else:
             rep = evaluate(Detector.load(ckpt), [EvalSet.from_split(out / "data_control", "test"), held], ev_dir,
                            progress=False)
-        table[name] = {s: {"pauc": r["pauc"], "fa_per_hour@0.5": r["fa_per_hour_at_threshold"],
-                           "frr@0.5": r["frr_at_threshold"],
+        table[name] = {s: {"pauc": r["pauc"], "threshold": r["threshold"], "fa_per_hour@thr": r["fa_per_hour_at_threshold"],
+                           "frr@thr": r["frr_at_threshold"],
                            "frr@0.5FA/h": r["frr_at_fa_per_hour"]["0.5"]["frr"],
                            "frr@1FA/h": r["frr_at_fa_per_hour"]["1.0"]["frr"], "negative_hours": r["negative_hours"]}
                        for s, r in rep["sets"].items()}
@@ -340,14 +337,14 @@ def mining_experiment(exp: MiningExperiment, out_dir: str | Path) -> dict:
 def mining_markdown(result: dict, command: str) -> str:
     m = result["mining"]
     lines = [f"Command: `{command}`", "",
-             f"Pool: {m['pool_files']} files ({', '.join(result['pool_globs'])}); {m['candidates']} candidates "
+             (f"Pool: {m['pool_files']} files ({', '.join(result['pool_globs'])}); {m['candidates']} candidates "
              f"queued, all confirmed (the pool is known negative speech), {m['injected']} injected as hard "
-             "negatives. The held-out negatives are the development set's negatives minus the pool.", "",
-             "| model | set | pAUC | FA/h @0.5 | FRR @0.5 | FRR @0.5 FA/h | FRR @1 FA/h | negative hours |",
-             "|---|---|---|---|---|---|---|---|"]
+             "negatives. The held-out negatives are the development set's negatives minus the pool."), "",
+             "| model | set | pAUC | its threshold | FA/h @thr | FRR @thr | FRR @0.5 FA/h | FRR @1 FA/h | negative hours |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, sets in result["table"].items():
         for s, r in sets.items():
-            lines.append(f"| {name} | {s} | {r['pauc']:.3f} | {r['fa_per_hour@0.5']:.2f} | {r['frr@0.5']:.3f} | "
+            lines.append(f"| {name} | {s} | {r['pauc']:.3f} | {r['threshold']:.4g} | {r['fa_per_hour@thr']:.2f} | {r['frr@thr']:.3f} | "
                          f"{r['frr@0.5FA/h']:.3f} | {r['frr@1FA/h']:.3f} | {r['negative_hours']:.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -391,10 +388,9 @@ class AblationExperiment:
             raise ValueError(f"fa_per_hour must be one of the reported operating points {list(FA_TARGETS)}")
         if "default" not in exp.variants:
             raise ValueError("the variants need a 'default' entry (the recipe every lever is compared with)")
-        from wakeword.training.fit import TrainConfig
-
         from wakeword.dataset.augment import AugmentConfig
         from wakeword.features.specaugment import SpecAugmentConfig
+        from wakeword.training.fit import TrainConfig
 
         for name, over in exp.variants.items():  # fail now, not after an hour of training
             try:
@@ -421,7 +417,6 @@ def _ablation_job(job: dict) -> dict:
     from wakeword.evaluation.bench import BenchConfig, run_bench
     from wakeword.evaluation.detectors import load_detector
     from wakeword.evaluation.evaluate import EvalSet
-
     from wakeword.training.fit import TrainConfig, drop_new_defaults
 
     summary = Path(job["run_dir"]) / "train_summary.json"

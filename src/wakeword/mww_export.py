@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -214,7 +215,7 @@ def export_microwakeword(checkpoint: str | Path, out_dir: str | Path, *, wake_wo
                               text=True, env=env, check=False)
         if proc.returncode != 0:
             raise ExportError(f"the TFLite conversion failed ({py}):\n{proc.stderr[-3000:]}")
-        tfr = json.loads((work / "tflite_report.json").read_text())
+        tfr: dict[str, Any] = json.loads((work / "tflite_report.json").read_text())
         shutil.copy(work / "model.tflite", out_dir / f"{name}.tflite")
 
     # The weight transfer: the float streaming graph equals the torch window model once its buffers are full.
@@ -229,7 +230,7 @@ def export_microwakeword(checkpoint: str | Path, out_dir: str | Path, *, wake_wo
 
     measured = tfr["arena_bytes"]
     arena = int(math.ceil(measured * ARENA_MARGIN / 4) * 4) if measured else ARENA_ESTIMATE
-    manifest = {
+    manifest: dict[str, Any] = {
         "type": "micro",
         "wake_word": wake_word,
         "author": author,

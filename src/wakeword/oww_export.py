@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from wakeword.models.base import StreamingBackbone
 from wakeword.models.kws import WakeWordModel
 from wakeword.models.speech_embedding import EMBED_DIM, EMBED_STEP
 
@@ -46,7 +47,7 @@ OWW_FRAME_OFFSET = 1  # mel frames (10 ms each)
 def head_context(model: WakeWordModel) -> int:
     """Embeddings the head of a speech-embedding ``model`` reads for one score (its streaming graph's
     embedding cache plus the newest one), so the export follows the model, whatever its head's context."""
-    if not hasattr(model.backbone, "stream_step") or model.input_kind != "audio":
+    if not isinstance(model.backbone, StreamingBackbone) or model.input_kind != "audio":
         raise ValueError(f"the openWakeWord format is the head over openWakeWord's speech embedding: it needs a "
                          f"speech_embedding model, not '{model.arch}' (train with `arch: speech_embedding`)")
     c = model.backbone.stream_step()[1]
@@ -76,7 +77,7 @@ def export_openwakeword_onnx(model: WakeWordModel, path: str | Path, metadata: d
     opset 13: every onnxruntime openWakeWord 0.5.1 accepts (>= 1.10) runs it."""
     import onnx
 
-    from wakeword.export import compact_names
+    from wakeword.export.graph import compact_names
 
     path = Path(path)
     if path.suffix != ".onnx":
@@ -133,7 +134,7 @@ def export_openwakeword(checkpoint: str | Path, out: str | Path, tflite: bool | 
     """``NAME.onnx`` (the head, see the module docstring), ``NAME.tflite`` (the same head for Home Assistant's
     add-on; ``tflite``: True = required, None = when litert-torch is installed, False = no) and ``NAME.json``
     (the manifest) from a speech-embedding checkpoint. Returns the manifest, with the paths written."""
-    from wakeword.export import trained_phrase
+    from wakeword.runtime.detector import trained_phrase
     from wakeword.training.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = load_checkpoint(checkpoint)

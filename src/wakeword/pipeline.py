@@ -9,22 +9,23 @@ import logging
 import time
 from pathlib import Path
 
+from wakeword.defaults import MAX_FPR
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 
 
 def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, phrase: str | None = None) -> Path:
+    from wakeword import configs
     from wakeword.dataset.build import DataConfig, build
     from wakeword.evaluation.evaluate import EvalSet, evaluate, markdown_table
-    from wakeword.export import OnnxDetector, OnnxStreamer, export_onnx, export_streaming_onnx
-    from wakeword.inference import Detector
+    from wakeword.export.graph import export_onnx, export_streaming_onnx
+    from wakeword.runtime.detector import Detector
+    from wakeword.runtime.onnx import OnnxDetector, OnnxStreamer
     from wakeword.training.fit import TrainConfig, fit
-
-    cfg_path = Path(config) if config else DEFAULT_CONFIG
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"demo config not found: {cfg_path}")
     from wakeword.validation import load_yaml_mapping
+
+    cfg_path = configs.resolve(config)  # a file, a shipped recipe's name, or (None) the recommended recipe
 
     doc = load_yaml_mapping(cfg_path, "demo config")
     out = Path(out)
@@ -61,9 +62,8 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, 
     from wakeword.evaluation.detectors import same_phrase
 
     for y in ev.get("sets", []):
-        yp = Path(y) if Path(y).is_absolute() else cfg_path.parent.parent / y
         try:
-            s = EvalSet.from_yaml(yp)
+            s = EvalSet.from_yaml(configs.eval_set_path(y, cfg_path.parent.parent))
             if s.phrase and not same_phrase(s.phrase, data_cfg.phrase):
                 logger.info("evaluation set %s holds '%s', not '%s': skipped", s.name, s.phrase, data_cfg.phrase)
                 continue
@@ -76,8 +76,7 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, 
         from wakeword.training.feature_cache import all_cores
 
         all_cores(det.model.backbone)  # the evaluation's embeddings on every core (the head stays on one)
-    threshold = ev.get("threshold") if ev.get("threshold") is not None else det.default_threshold
-    report = evaluate(det, sets, out / "eval", max_fpr=ev.get("max_fpr", 0.1), threshold=threshold,
+    report = evaluate(det, sets, out / "eval", max_fpr=ev.get("max_fpr", MAX_FPR), threshold=ev.get("threshold"),
                       progress=progress)
     times["eval_s"] = time.time() - t
 
@@ -91,10 +90,10 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, 
 
     table = markdown_table(report)
     md = [f"# wakeword demo: \"{data_cfg.phrase}\"", "",
-          f"- data: {data_report['clips']} clips ({data_report['hours']:.2f} h) from {', '.join(data_report['engines_used'])}"
-          f"; skipped {data_report['skipped']} ({data_report['skipped_reasons']})",
-          f"- best checkpoint: `{summary['best_checkpoint']}` (epoch {summary['best'].get('epoch')}, "
-          f"val pAUC {summary['best'].get('val_pauc', float('nan')):.3f})",
+          (f"- data: {data_report['clips']} clips ({data_report['hours']:.2f} h) from {', '.join(data_report['engines_used'])}"
+          f"; skipped {data_report['skipped']} ({data_report['skipped_reasons']})"),
+          (f"- best checkpoint: `{summary['best_checkpoint']}` (epoch {summary['best'].get('epoch')}, "
+          f"val pAUC {summary['best'].get('val_pauc', float('nan')):.3f})"),
           f"- model: {train_cfg.arch}, {summary['params']:,} parameters, {summary['macs_per_window'] / 1e6:.2f} M "
           "MACs per window"
           + (f"; distilled from a {teacher_summary['arch']} teacher (`{teacher_summary['best_checkpoint']}`, val "
@@ -104,8 +103,8 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, 
               f"of unseen voices) stay within {summary['best']['threshold_fa_per_hour']:g} per hour; it misses "
               if "threshold_fa_per_hour" in summary["best"] else "(the lowest no validation negative reaches; it misses ")
           + f"{summary['best'].get('val_frr_at_threshold', float('nan')):.1%} of validation positives)",
-          f"- ONNX: `{onnx_path}` ({onnx_path.stat().st_size / 1024:.0f} KiB); streaming: `{stream_path}` "
-          "(`python examples/onnx_stream.py` runs it on a WAV file or a microphone)",
+          (f"- ONNX: `{onnx_path}` ({onnx_path.stat().st_size / 1024:.0f} KiB); streaming: `{stream_path}` "
+          "(`python examples/onnx_stream.py` runs it on a WAV file or a microphone)"),
           f"- plots: `{out / 'eval' / 'det.png'}`, `{out / 'eval' / 'roc.png'}`",
           f"- timings (s): {json.dumps({k: round(v, 1) for k, v in times.items()})}", "", table, ""]
     if skipped_sets:

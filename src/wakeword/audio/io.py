@@ -14,9 +14,9 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-logger = logging.getLogger(__name__)
+from wakeword.defaults import SAMPLE_RATE, is_audio
 
-SAMPLE_RATE = 16_000  # Hz; the one rate used by the front end, training, evaluation and export
+logger = logging.getLogger(__name__)
 
 
 class AudioError(ValueError):
@@ -115,3 +115,15 @@ def trim_silence(audio: np.ndarray, threshold_db: float = -40.0, pad_s: float = 
     start = max(0, active[0] * frame - pad)
     end = min(len(audio), (active[-1] + 1) * frame + pad)
     return audio[start:end]
+
+
+def list_audio(paths) -> list[Path]:
+    """Files to score from a mix of files and folders: a folder gives its audio files (``defaults.AUDIO_EXTENSIONS``,
+    recursively, sorted); anything else (a file, a missing path, a folder without audio) is kept as given, so the
+    caller reports what is wrong with it."""
+    out: list[Path] = []
+    for item in paths:
+        p = Path(item)
+        found = sorted(f for f in p.rglob("*") if f.is_file() and is_audio(f)) if p.is_dir() else []
+        out += found or [p]
+    return out

@@ -5,6 +5,8 @@ draw is reproducible and made per sample.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.signal import butter, fftconvolve, sosfilt
 
@@ -31,18 +33,37 @@ def coloured_noise(colour: str, n: int, rng: np.random.Generator) -> np.ndarray:
     return (out / (np.sqrt(np.mean(out**2)) + 1e-12)).astype(np.float32)
 
 
-def mix_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """signal + noise scaled so that 10 log10(P_signal / P_noise) == snr_db.
+def active_level(audio: np.ndarray, sr: int = SAMPLE_RATE, frame_s: float = 0.02, floor_db: float = 30.0) -> float:
+    """Mean power of the active part of a clip: 20 ms frames within ``floor_db`` of the loudest ones
+    (the 95th percentile of frame power). A simplified ITU-T P.56 level, so silence padding and pauses
+    do not lower a clip's level."""
+    n = max(1, int(frame_s * sr))
+    frames = audio[: len(audio) // n * n].reshape(-1, n) if len(audio) >= n else audio[None]
+    p = np.mean(np.square(frames, dtype=np.float64), axis=1)
+    if not np.any(p > 0):
+        return 0.0
+    ref = np.percentile(p, 95)
+    active = p[p >= ref * 10 ** (-floor_db / 10)]
+    return float(active.mean())
 
-    The noise is tiled or cut to the signal's length. A silent signal is returned unchanged plus
-    nothing (SNR is undefined for it).
+
+SIGNAL_LEVELS: dict[str, Callable[[np.ndarray], float]] = {"power": power, "active": active_level}  # how the signal side of an SNR is measured
+
+
+def mix_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float, level: str = "power") -> np.ndarray:
+    """signal + noise scaled so that 10 log10(L_signal / P_noise) == snr_db: the one SNR mixer.
+
+    level: how the signal's level L is measured: "power" (mean power of the whole signal; training's
+    augmentation) or "active" (``active_level``: the active speech only, so the silence around a padded clip
+    does not lower it; the benchmark's noisy conditions). The noise is tiled or cut to the signal's length.
+    A silent signal is returned unchanged (SNR is undefined for it).
     """
     if len(noise) == 0:
         raise ValueError("empty noise")
     if len(noise) < len(signal):
         noise = np.tile(noise, int(np.ceil(len(signal) / len(noise))))
     noise = noise[: len(signal)]
-    ps, pn = power(signal), power(noise)
+    ps, pn = SIGNAL_LEVELS[level](signal), power(noise)
     if ps <= 0 or pn <= 0:
         return signal.astype(np.float32)
     scale = np.sqrt(ps / (pn * 10 ** (snr_db / 10)))

@@ -16,7 +16,7 @@ import subprocess
 import wave
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -97,7 +97,7 @@ class EspeakBackend:
 
 class FliteBackend:
     name = "flite"
-    _speakers = {"kal": "kal", "kal16": "kal", "awb": "awb", "rms": "rms", "slt": "slt"}
+    _speakers: ClassVar[dict[str, str]] = {"kal": "kal", "kal16": "kal", "awb": "awb", "rms": "rms", "slt": "slt"}
 
     def available(self) -> bool:
         return shutil.which("flite") is not None
@@ -120,7 +120,7 @@ class FliteBackend:
 
 class FestivalBackend:
     name = "festival"
-    _known = {"kal_diphone": "person:kal", "ked_diphone": "person:ked", "cmu_us_slt_arctic_hts": "person:slt"}
+    _known: ClassVar[dict[str, str]] = {"kal_diphone": "person:kal", "ked_diphone": "person:ked", "cmu_us_slt_arctic_hts": "person:slt"}
 
     def available(self) -> bool:
         return shutil.which("text2wave") is not None
@@ -309,7 +309,7 @@ class KokoroBackend:
         missing = [b for b, _ in parts if b not in styles]
         if missing:
             raise AudioError(f"unknown Kokoro voice(s) {missing}; installed: {len(styles)} in {self.voices_dir}")
-        return sum(w * styles[b] for b, w in parts).astype(np.float32)
+        return np.asarray(sum(w * styles[b] for b, w in parts), dtype=np.float32)
 
     def synthesize(self, text: str, voice: Voice, prosody: Prosody) -> np.ndarray:
         first = parse_mix(voice.name)[0][0]

@@ -10,8 +10,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from wakeword.audio.mixing import (band_limit, change_speed, formant_shift, mix_at_snr, reverberate, synthetic_rir,
-                                   telephone)
+from wakeword.audio.mixing import (
+    band_limit,
+    change_speed,
+    formant_shift,
+    mix_at_snr,
+    reverberate,
+    synthetic_rir,
+    telephone,
+)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import random
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -35,10 +37,11 @@ from wakeword.audio.music import synth_music
 from wakeword.audio.tts import BACKENDS, Prosody, Voice, available_backends
 from wakeword.dataset.manifest import ClipRow, append_rows, read_manifest, writer_lock
 from wakeword.dataset.text import adversarial_texts, normalise, speech_texts, word_texts
+from wakeword.defaults import AUDIO_EXTENSIONS, WINDOW_S
 
 logger = logging.getLogger(__name__)
 
-AUDIO_EXTS = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".opus"}
+AUDIO_EXTS = AUDIO_EXTENSIONS  # the suffixes read from user folders (wakeword.defaults)
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class DataConfig:
     noise_dirs: tuple[str, ...] = ()  # user folders of background noise, music
     optional_negative_dirs: tuple[str, ...] = ()  # like negative_dirs, but a folder that is not there is skipped
     #                                               (system packages such as Debian's Asterisk prompts: real speech)
-    window_s: float = 1.0  # classifier window; longer positives are skipped with a reason
+    window_s: float = WINDOW_S  # classifier window; longer positives are skipped with a reason
     max_file_s: float = 600.0  # user files are read this much at a time (a longer negative / noise file
     #                            becomes several jobs, so all of it is used; a longer positive is skipped)
     chunk_s: float = 10.0  # long user negatives/noise are cut into chunks of this length
@@ -383,16 +386,57 @@ def _render(job: Job, cfg: DataConfig, backends: dict) -> list[np.ndarray]:
             return [audio]
         step = int(cfg.chunk_s * SAMPLE_RATE)
         return [audio[i:i + step] for i in range(0, len(audio), step)]  # too short a tail: dropped in build()
-    backend = backends[job.engine]
+    audio = _cached_tts(job, backends[job.engine])
+    if job.kind == "positive" and len(audio) > cfg.window_s * SAMPLE_RATE:
+        raise AudioError(f"positive lasts {len(audio) / SAMPLE_RATE:.2f} s > window {cfg.window_s} s")
+    return [audio]
+
+
+def clip_cache_dir() -> Path | None:
+    """Where rendered TTS clips are kept across builds (``WAKEWORD_CLIP_CACHE``; "off" disables it).
+
+    A job's id is derived from everything that determines its audio (kind, engine, voice, text, prosody), and a
+    plan's negative speech and words do not depend on the phrase, so a second phrase (or a second folder) reuses
+    them instead of rendering them again: that is what makes slow natural voices (Kokoro, ~2.5 CPU s a clip)
+    affordable for negatives. Delete the folder after upgrading a TTS engine.
+    """
+    v = os.environ.get("WAKEWORD_CLIP_CACHE", "")
+    if v.lower() in ("0", "off", "none", "false"):
+        return None
+    return Path(v).expanduser() if v else Path("~/.cache/wakeword/clips").expanduser()
+
+
+def _cached_tts(job: Job, backend) -> np.ndarray:
+    """The job's trimmed, peak-normalised rendering: from the clip cache when there, else rendered and stored."""
+    root = clip_cache_dir()
+    path = root / job.engine / job.job_id[:2] / f"{job.job_id}.npy" if root else None
+    if path is not None and path.exists():
+        try:
+            audio = np.load(path, allow_pickle=False)
+            if audio.dtype == np.float32 and audio.ndim == 1 and len(audio) >= int(0.15 * SAMPLE_RATE):
+                _CACHE_HITS.append(job.job_id)
+                return audio
+        except (OSError, ValueError):
+            pass  # a torn or foreign file: render again and replace it
     rate, pitch, variant, noise = job.prosody
     voice = Voice(job.engine, job.voice, job.speaker)
     audio = trim_silence(backend.synthesize(job.text, voice, Prosody(rate, pitch, variant, noise)))
     if len(audio) < int(0.15 * SAMPLE_RATE):
         raise AudioError("engine produced (almost) no speech")
-    if job.kind == "positive" and len(audio) > cfg.window_s * SAMPLE_RATE:
-        raise AudioError(f"positive lasts {len(audio) / SAMPLE_RATE:.2f} s > window {cfg.window_s} s")
     peak = float(np.abs(audio).max())
-    return [audio * (0.9 / peak)] if peak > 0 else [audio]
+    audio = (audio * (0.9 / peak) if peak > 0 else audio).astype(np.float32)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npy")
+            np.save(tmp, audio, allow_pickle=False)
+            tmp.replace(path)
+        except OSError as exc:  # a full or read-only cache must not stop the build
+            logger.warning("clip cache %s not written: %s", path, exc)
+    return audio
+
+
+_CACHE_HITS: list[str] = []  # job ids served from the clip cache (list.append is thread-safe)
 
 
 def _babble_jobs(cfg: DataConfig, rows: list[ClipRow]) -> list[tuple[str, str, list[ClipRow]]]:
@@ -509,6 +553,7 @@ def _build_locked(cfg: DataConfig, data_dir: Path, progress: bool) -> dict:
     k_base, _ = kokoro_voice_plan(backends, cfg)
     splits = assign_splits([j.speaker for j in jobs] + [v.speaker for v in k_base], cfg)
     todo = [j for j in jobs if j.job_id not in state.done and (j.job_id not in state.skipped or state.retry(j))]
+    hits0 = len(_CACHE_HITS)
     logger.info("data build: %d jobs planned, %d to do", len(jobs), len(todo))
 
     def row_maker(job: Job):
@@ -571,6 +616,7 @@ def _build_locked(cfg: DataConfig, data_dir: Path, progress: bool) -> dict:
             json.dumps({"babble_of": [p.clip_id for p in parts]})))
 
     report = make_report(cfg, state, backends, jobs, time.time() - t0)
+    report["tts_from_cache"] = len(_CACHE_HITS) - hits0  # this build's clips read from the clip cache
     (data_dir / "build_report.json").write_text(json.dumps(report, indent=2))
     return report
 

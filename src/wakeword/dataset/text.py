@@ -152,26 +152,50 @@ def adversarial_texts(phrase: str, n: int, seed: int) -> list[str]:
 
 
 def speech_texts(phrase: str, n: int, seed: int) -> list[str]:
-    """General negative speech: curated sentences and random word sequences, never saying the phrase."""
+    """General negative speech: curated sentences and random word sequences, never saying the phrase.
+
+    Drawn from lists that do not depend on the phrase; a draw that says it is replaced by one from a second
+    stream, so every other position holds the same text for every phrase (the clip cache then serves a second
+    phrase the same clips, dataset/build.py)."""
     rng = random.Random(seed + 1)
-    vocab = [w for w in word_list() if not contains_phrase(w, phrase)]
-    sentences = [s for s in sentence_list() if not contains_phrase(s, phrase)]
+    alt = random.Random(f"{seed}:{normalise(phrase)}")
+    vocab, sentences = word_list(), sentence_list()
+
+    def draw(r: random.Random) -> str:
+        if sentences and r.random() < 0.4:
+            return r.choice(sentences)
+        return " ".join(r.choice(vocab) for _ in range(r.randint(1, 6)))
+
+    safe = [w for w in vocab if not contains_phrase(w, phrase)] or ["okay"]
     out = []
-    while len(out) < n:
-        if sentences and rng.random() < 0.4:
-            out.append(rng.choice(sentences))
-        else:
-            text = " ".join(rng.choice(vocab) for _ in range(rng.randint(1, 6)))
+    for _ in range(n):
+        text = draw(rng)
+        for _ in range(100):  # a phrase that most draws say (a very common word) falls back to one safe word
             if not contains_phrase(text, phrase):
-                out.append(text)
+                break
+            text = draw(alt)
+        else:
+            text = alt.choice(safe)
+        out.append(text)
     return out
 
 
 def word_texts(phrase: str, n: int, seed: int) -> list[str]:
     """``n`` isolated common words (never the phrase or a word containing it), with statement /
     question / exclamation punctuation so the engines vary their prosody. Deterministic in ``seed``;
-    cycles (each repeat gets another voice) when ``n`` exceeds the vocabulary."""
+    cycles (each repeat gets another voice) when ``n`` exceeds the vocabulary. The order does not depend on the
+    phrase (a word containing it is replaced by the next one that does not), so every phrase shares the other
+    positions' texts."""
     rng = random.Random(seed + 2)
-    vocab = [w for w in common_words() if not contains_phrase(w, phrase)]
+    vocab = list(common_words())
     rng.shuffle(vocab)
-    return [vocab[i % len(vocab)] + rng.choice(["", ".", "!", "?"]) for i in range(n)] if vocab else []
+    ok = [w for w in vocab if not contains_phrase(w, phrase)]
+    if not ok:
+        return []
+    out = []
+    for i in range(n):
+        w = vocab[i % len(vocab)]
+        if contains_phrase(w, phrase):
+            w = ok[i % len(ok)]
+        out.append(w + rng.choice(["", ".", "!", "?"]))
+    return out

@@ -1,18 +1,13 @@
-"""`wakeword bench`: several detectors, one protocol, the same audio.
+"""`wakeword bench`: several detectors, the one scoring protocol (``evaluation.scoring``), the same audio.
 
-Protocol (identical for every detector):
-- each positive clip gets ``lead_s`` of silence before it and ``tail_s`` after it, is scored on its
-  own from a fresh detector state, and its score is the maximum over everything the detector
-  produced for it (so the short tail after the word counts);
-- negatives are laid end to end, in a fixed order, into continuous streams (a stream ends at the first
-  clip boundary after ``stream_s`` seconds; state reset between streams only); a false accept is a rising threshold crossing with a
-  refractory period (the metrics module), a negative clip's score is the max over the scores whose
-  audio ends inside it;
+What the benchmark adds to the protocol:
 - with ``snr_db``, a noise file drawn from the set's noise list is mixed into every clip (padding
-  included) at that SNR, the clip's active-speech level over the noise power; the draw (file and
-  offset) is seeded by the clip's path, so every detector and every run hears the same noisy audio;
+  included) at that SNR, the clip's active-speech level over the noise power (``audio.mixing.mix_at_snr``,
+  level "active"); the draw (file and offset) is seeded by the clip's path, so every detector and every run
+  hears the same noisy audio;
 - CPU seconds per audio hour: process CPU time spent in the detector's ``process`` calls (always one
-  thread: torch is set to one, onnxruntime sessions are made with one) over the hours of audio given.
+  thread: torch is set to one, onnxruntime sessions are made with one) over the hours of audio given;
+- which negative files the false accepts at each detector's own threshold came from.
 
 Thresholds are swept exactly (every positive score, every negative peak and just above it), so the
 low-FA operating points are exact, not interpolated.
@@ -21,20 +16,27 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import zlib
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from wakeword.audio.mixing import power
-from wakeword.evaluation import metrics
 from wakeword.audio.io import SAMPLE_RATE
-from wakeword.evaluation.detectors import same_phrase
-from wakeword.evaluation.evaluate import FA_TARGETS, EvalSet, SetScores, clip_maxima, load_set_audio, summarise
+from wakeword.audio.mixing import active_level, mix_at_snr
+from wakeword.defaults import FA_TARGETS, MAX_FPR, REFRACTORY_S, STREAM_S
+from wakeword.evaluation import metrics
+from wakeword.evaluation.evaluate import EvalSet, load_set_audio
+from wakeword.evaluation.scoring import (
+    POSITIVE_PAD_S,
+    ScoringConfig,
+    SetScores,
+    StreamDetector,
+    false_accept_sources,
+    pad_positive,
+    score_set,
+    summarise,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +44,11 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BenchConfig:
     snr_db: float | None = None  # mix the set's noise into every clip at this SNR (None: clean)
-    lead_s: float = 1.0  # silence before each positive clip
-    tail_s: float = 1.0  # silence after each positive clip (its scores count)
-    stream_s: float = 600.0  # a negative stream ends at the first clip boundary after this many seconds
-    refractory_s: float = 1.0  # a detector fires at most once per this many seconds
-    max_fpr: float = 0.1  # clip pAUC range
+    lead_s: float = POSITIVE_PAD_S  # silence before each positive clip (the scoring protocol's)
+    tail_s: float = POSITIVE_PAD_S  # silence after each positive clip (its scores count)
+    stream_s: float = STREAM_S  # a negative stream ends at the first clip boundary after this many seconds
+    refractory_s: float = REFRACTORY_S  # a detector fires at most once per this many seconds
+    max_fpr: float = MAX_FPR  # clip pAUC range
     top_k: int = 10  # false-accept sources listed per detector
 
     def __post_init__(self):
@@ -55,19 +57,9 @@ class BenchConfig:
         if not 0 < self.max_fpr <= 1:
             raise ValueError("max_fpr must be in (0, 1]")
 
-
-def active_level(audio: np.ndarray, sr: int = SAMPLE_RATE, frame_s: float = 0.02, floor_db: float = 30.0) -> float:
-    """Mean power of the active part of a clip: 20 ms frames within ``floor_db`` of the loudest ones
-    (the 95th percentile of frame power). A simplified ITU-T P.56 level, so silence padding and pauses
-    do not lower a clip's level."""
-    n = max(1, int(frame_s * sr))
-    frames = audio[: len(audio) // n * n].reshape(-1, n) if len(audio) >= n else audio[None]
-    p = np.mean(np.square(frames, dtype=np.float64), axis=1)
-    if not np.any(p > 0):
-        return 0.0
-    ref = np.percentile(p, 95)
-    active = p[p >= ref * 10 ** (-floor_db / 10)]
-    return float(active.mean())
+    @property
+    def scoring(self) -> ScoringConfig:
+        return ScoringConfig(self.lead_s, self.tail_s, self.stream_s)
 
 
 def clip_seed(path: str) -> int:
@@ -83,11 +75,7 @@ def add_noise(audio: np.ndarray, noise: list[np.ndarray], snr_db: float, seed: i
     if len(src) < len(audio):
         src = np.tile(src, int(np.ceil(len(audio) / len(src))) + 1)
     start = int(rng.integers(0, len(src) - len(audio) + 1))
-    excerpt = src[start:start + len(audio)]
-    ps, pn = active_level(audio), power(excerpt)
-    if ps <= 0 or pn <= 0:
-        return audio.astype(np.float32)
-    return (audio + excerpt * np.sqrt(ps / (pn * 10 ** (snr_db / 10)))).astype(np.float32)
+    return mix_at_snr(audio, src[start:start + len(audio)], snr_db, level="active")
 
 
 @dataclass
@@ -108,85 +96,21 @@ def prepare_set(s: EvalSet, cfg: BenchConfig, progress: bool = True) -> Prepared
         noise = [a for _, a in load_set_audio(EvalSet("noise", negatives=s.noise), progress)[1]]
         if not noise:
             raise ValueError(f"set '{s.name}': none of its noise files could be read")
-    lead, tail = np.zeros(int(cfg.lead_s * SAMPLE_RATE), np.float32), np.zeros(int(cfg.tail_s * SAMPLE_RATE), np.float32)
-    pos = [(f, np.concatenate([lead, a, tail])) for f, a in pos]
+    pos = [(f, pad_positive(a, cfg.scoring, SAMPLE_RATE)) for f, a in pos]
     if cfg.snr_db is not None:
         pos = [(f, add_noise(a, noise, cfg.snr_db, clip_seed(f))) for f, a in pos]
         neg = [(f, add_noise(a, noise, cfg.snr_db, clip_seed(f))) for f, a in neg]
     return PreparedSet(s.name, s.phrase, pos, neg, skipped)
 
 
-def _timed(det, audio: np.ndarray, clock: list[float]) -> np.ndarray:
-    t = time.process_time()
-    out = det.process(audio)
-    clock[0] += time.process_time() - t
-    return out
+def score_detector(det: StreamDetector, ps: PreparedSet, cfg: BenchConfig, progress: bool = True
+                   ) -> tuple[SetScores, dict]:
+    """Scores of one detector on a prepared set by the one protocol, and its cost (CPU seconds, audio seconds)."""
+    sc = score_set(det, ps.positives, ps.negatives, ps.skipped, cfg.scoring, progress, phrase=ps.phrase, padded=True)
+    return sc, sc.cost
 
 
-def score_detector(det, ps: PreparedSet, cfg: BenchConfig, progress: bool = True) -> tuple[SetScores, dict]:
-    """Scores of one detector on a prepared set, and its cost (CPU seconds, audio seconds)."""
-    clock = [0.0]
-    audio_s = 0.0
-    pos_scores, pos_files = [], []
-    if same_phrase(det.phrase, ps.phrase):
-        for f, a in tqdm(ps.positives, desc=f"{det.name}: positives", disable=not progress, leave=False):
-            det.reset()
-            s = _timed(det, a, clock)
-            audio_s += len(a) / SAMPLE_RATE
-            pos_scores.append(float(s.max()) if len(s) else 0.0)
-            pos_files.append(f)
-    streams, clip_scores, clip_files = [], [], []
-    group: list[tuple[str, np.ndarray]] = []
-
-    def flush():
-        nonlocal group, audio_s
-        if not group:
-            return
-        audio = np.concatenate([a for _, a in group])
-        det.reset()
-        s = _timed(det, audio, clock)
-        audio_s += len(audio) / SAMPLE_RATE
-        streams.append(s)
-        ends = det.first_end_s + np.arange(len(s)) * det.hop_s
-        lengths = [len(a) / SAMPLE_RATE for _, a in group]
-        clip_scores.extend(clip_maxima(s, ends, lengths))
-        starts = np.cumsum([0.0] + lengths[:-1])
-        clip_files.extend((f, (len(streams) - 1, float(t))) for (f, _), t in zip(group, starts))
-        group = []
-
-    total = 0
-    for f, a in tqdm(ps.negatives, desc=f"{det.name}: negatives", disable=not progress, leave=False):
-        group.append((f, a))
-        total += len(a)
-        if total >= cfg.stream_s * SAMPLE_RATE:
-            flush()
-            total = 0
-    flush()
-    sc = SetScores(np.array(pos_scores), np.array(clip_scores), streams, det.hop_s,
-                   [f for f, _ in clip_files], pos_files, list(ps.skipped), [p for _, p in clip_files])
-    cost = {"cpu_s": clock[0], "audio_s": audio_s,
-            "cpu_s_per_audio_hour": clock[0] / audio_s * 3600 if audio_s else float("nan")}
-    if not getattr(det, "cost_measured", True):  # cached embeddings: the clock saw only part of the work
-        cost["cpu_s"] = cost["cpu_s_per_audio_hour"] = float("nan")
-    return sc, cost
-
-
-def false_accept_sources(sc: SetScores, det, threshold: float, refractory_s: float, k: int) -> list[dict]:
-    """Which negative files the false accepts at ``threshold`` came from (events counted per file)."""
-    counts: Counter = Counter()
-    for i, s in enumerate(sc.neg_streams):
-        members = [j for j, (si, _) in enumerate(sc.clip_places) if si == i]
-        if not len(s) or not members:
-            continue
-        starts = np.array([sc.clip_places[j][1] for j in members])
-        for t in metrics.detect_events(s, threshold, det.hop_s, refractory_s) + det.first_end_s:
-            # the event's window ends at t: blame the clip that holds its last sample
-            j = members[max(0, int(np.searchsorted(starts, t - 1e-9, side="left")) - 1)]
-            counts[sc.neg_files[j]] += 1
-    return [{"file": f, "false_accepts": n} for f, n in counts.most_common(k)]
-
-
-def summarise_detector(sc: SetScores, det, cfg: BenchConfig) -> dict:
+def summarise_detector(sc: SetScores, det: StreamDetector, cfg: BenchConfig) -> dict:
     if not sum(len(s) for s in sc.neg_streams):
         raise ValueError(f"{det.name} produced no score for the negatives (shorter than its first window?)")
     thr = det.default_threshold
@@ -199,7 +123,7 @@ def summarise_detector(sc: SetScores, det, cfg: BenchConfig) -> dict:
         res.update({"pauc": m["pauc"], "auc": m["auc"], "eer": m["eer"], "max_fpr": cfg.max_fpr,
                     "frr_at_default": m["frr_at_threshold"], "frr_at_fa_per_hour": m["frr_at_fa_per_hour"],
                     "aut_frr_fa_0_1": m["aut_frr_fa_0_1"]})
-    res["top_false_accept_sources"] = false_accept_sources(sc, det, thr, cfg.refractory_s, cfg.top_k)
+    res["top_false_accept_sources"] = false_accept_sources(sc, thr, cfg.refractory_s, cfg.top_k)
     return res
 
 
@@ -262,7 +186,7 @@ def _cached_scores(det, ps: PreparedSet, s: EvalSet, cfg: BenchConfig, out_dir: 
             streams = np.split(z["streams"], np.cumsum(lengths)[:-1]) if len(lengths) else []
             sc = SetScores(z["pos_scores"], z["neg_clip_scores"], list(streams), float(z["hop_s"]),
                            saved["neg_files"], saved["pos_files"], list(ps.skipped),
-                           [tuple(p) for p in saved["clip_places"]])
+                           [tuple(p) for p in saved["clip_places"]], det.first_end_s, saved["cost"])
             logger.info("%s on %s: scores from %s", det.name, s.name, stem.with_suffix(".npz"))
             return sc, saved["cost"]
     sc, cost = score_detector(det, ps, cfg, progress)
@@ -309,5 +233,15 @@ def markdown(report: dict) -> str:
     return "\n".join(out)
 
 
-__all__ = ["BenchConfig", "PreparedSet", "active_level", "add_noise", "clip_seed", "markdown", "prepare_set",
-           "run_bench", "score_detector"]
+__all__ = [
+    "BenchConfig",
+    "PreparedSet",
+    "active_level",
+    "add_noise",
+    "clip_seed",
+    "false_accept_sources",
+    "markdown",
+    "prepare_set",
+    "run_bench",
+    "score_detector",
+]

@@ -24,34 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from wakeword.audio.io import SAMPLE_RATE
-from wakeword.dataset.text import normalise
-from wakeword.export import trained_phrase
+from wakeword.defaults import FALLBACK_THRESHOLD, REFRACTORY_S, model_threshold
+from wakeword.evaluation.scoring import TrackDetector, same_phrase
+from wakeword.runtime.detector import trained_phrase
 
 OWW_MODELS = ("alexa", "hey_mycroft", "hey_jarvis", "hey_rhasspy", "timer", "weather")
 MWW_MODELS = ("alexa", "hey_jarvis", "hey_mycroft", "okay_nabu")  # bundled with pymicro-wakeword 2.5.0
 
 
-class WindowDetector:
-    """A project model scored over sliding windows (``score_track``); stateless between calls."""
-
-    cost_measured = True  # False: scores come from cached embeddings, so CPU time says nothing of the model's cost
-
-    def __init__(self, det, name: str, phrase: str | None, kind: str):
-        self.det, self.name, self.phrase, self.kind = det, name, phrase, kind
-        self.source = _file_id(det.metadata.get("path", ""))
-        f = det.feat
-        if f.sample_rate != SAMPLE_RATE:
-            raise ValueError(f"{name}: model sample rate {f.sample_rate} Hz, the benchmark runs at {SAMPLE_RATE}")
-        self.sample_rate = f.sample_rate
-        self.hop_s = f.score_hop_s
-        self.first_end_s = f.window_s
-        self.default_threshold = float(getattr(det, "default_threshold", 0.5))
-
-    def reset(self) -> None:
-        pass
-
-    def process(self, audio: np.ndarray) -> np.ndarray:
-        return np.asarray(self.det.score_track(audio)[0], np.float32)
+WindowDetector = TrackDetector  # a project model scored over sliding windows (the scoring protocol's adapter)
 
 
 class EnsembleDetector:
@@ -92,7 +73,7 @@ class StreamingOnnxDetector:
     """The streaming export, fed in its own hop-sized chunks with onnxruntime (what a device runs)."""
 
     def __init__(self, path: str, name: str):
-        from wakeword.export import OnnxStreamer
+        from wakeword.runtime.onnx import OnnxStreamer
 
         self.streamer = OnnxStreamer(path)
         meta = self.streamer.session.get_modelmeta().custom_metadata_map
@@ -106,7 +87,7 @@ class StreamingOnnxDetector:
         # the first score after the warm-up covers the sample cache plus (warmup_calls + 1) chunks
         self.first_end_s = (c["sample_cache"] + (c["warmup_calls"] + 1) * c["chunk"]) / c["sample_rate"]
         t = json.loads(meta.get("threshold", "null"))
-        self.default_threshold = 0.5 if t is None else float(t)
+        self.default_threshold = model_threshold(t)
 
     def reset(self) -> None:
         self.streamer.reset()
@@ -154,13 +135,13 @@ class OpenWakeWordDetector:
                           "raw_data_remainder", "feature_buffer")}
         self.name, self.kind = name, "openwakeword"
         self.source = f"openwakeword-0.5.1:{_file_id(model_name) if custom else model_name}"
-        self.phrase = model_name.replace("_", " ")
-        self.default_threshold = 0.5
+        self.phrase: str | None = model_name.replace("_", " ")
+        self.default_threshold = FALLBACK_THRESHOLD  # openWakeWord's own default too
         if custom:  # our export: the phrase and the calibrated threshold are in its manifest
             manifest = Path(model_name).with_suffix(".json")
             m = json.loads(manifest.read_text()) if manifest.is_file() else {}
             self.phrase = m.get("wake_word")
-            self.default_threshold = 0.5 if m.get("threshold") is None else float(m["threshold"])
+            self.default_threshold = model_threshold(m.get("threshold"))
         self.sample_rate = SAMPLE_RATE
         self.hop_s = self.CHUNK / SAMPLE_RATE
         self.first_end_s = self.hop_s
@@ -297,15 +278,18 @@ def load_detector(spec: str, embedding_cache: str | Path | None = None):
         raise ValueError(f"detector '{spec}': no such file {path}")
     name = label or path.name
     if path.suffix == ".pt":
-        from wakeword.inference import Detector
+        from wakeword.runtime.detector import Detector
 
         det = Detector.load(path)
         phrase = trained_phrase(det.metadata.get("config", {}).get("data_dir"))
         if embedding_cache is not None and getattr(det.model.backbone, "embedding_frozen", False):
-            wd = WindowDetector(_CachedEmbeddingScores(det, Path(embedding_cache)), name, phrase, "torch")
+            wd = TrackDetector(_CachedEmbeddingScores(det, Path(embedding_cache)), name, phrase, "torch")
+            wd.source = _file_id(det.metadata.get("path", ""))
             wd.cost_measured = False
             return wd
-        return WindowDetector(det, name, phrase, "torch")
+        wd = TrackDetector(det, name, phrase, "torch")
+        wd.source = _file_id(det.metadata.get("path", ""))
+        return wd
     if path.suffix == ".onnx":
         import onnxruntime as ort
 
@@ -316,21 +300,75 @@ def load_detector(spec: str, embedding_cache: str | Path | None = None):
         fmt = meta.custom_metadata_map.get("format", "")
         if fmt.endswith("-streaming"):
             return StreamingOnnxDetector(str(path), name)
-        from wakeword.export import OnnxDetector
+        from wakeword.runtime.onnx import OnnxDetector
 
-        det = OnnxDetector(path)
-        phrase = det.metadata.get("phrase")
-        kind = "onnx-int8" if "quantization" in det.metadata else "onnx"
-        return WindowDetector(det, name, json.loads(phrase) if phrase else None, kind)
+        onnx_det = OnnxDetector(path)
+        phrase = onnx_det.metadata.get("phrase")
+        kind = "onnx-int8" if "quantization" in onnx_det.metadata else "onnx"
+        wd = TrackDetector(onnx_det, name, json.loads(phrase) if phrase else None, kind)
+        wd.source = _file_id(onnx_det.metadata.get("path", ""))
+        return wd
     raise ValueError(f"detector '{spec}': expected a .pt checkpoint, an .onnx export, oww:NAME or mww:NAME")
 
 
-def same_phrase(a: str | None, b: str | None) -> bool:
-    """Whether a detector is meant for a set's positives (unknown on either side counts as yes)."""
-    if not a or not b:
-        return True
-    return normalise(a) == normalise(b)
+def _scores_in_chunks(det, audio: np.ndarray, chunk_s: float, bar) -> np.ndarray:
+    """``det.process(audio)`` after a reset, computed in pieces of about ``chunk_s`` seconds so a bar can follow a
+    long file. Stateful detectors are fed the pieces in order; stateless window detectors get overlapping pieces
+    that start on a score boundary, so every score is the one the whole track gives."""
+    sr = det.sample_rate
+    det.reset()
+    if not isinstance(det, (TrackDetector, EnsembleDetector)):
+        step = max(1, int(chunk_s * sr))
+        out = []
+        for i in range(0, len(audio), step):
+            out.append(det.process(audio[i:i + step]))
+            bar.update(min(step, len(audio) - i) / sr)
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+    hop, win = int(round(det.hop_s * sr)), int(round(det.first_end_s * sr))
+    per = max(1, int(chunk_s * sr) // hop)  # scores kept per piece
+    out, k = [], 0
+    while len(audio) - k * hop > per * hop + win:  # a piece holds ``per`` whole windows, the rest comes after
+        out.append(det.process(audio[k * hop:k * hop + (per - 1) * hop + win])[:per])
+        bar.update(per * hop / sr)
+        k += per
+    out.append(det.process(audio[k * hop:]))  # the last piece: every window left
+    bar.update((len(audio) - k * hop) / sr)
+    return np.concatenate(out)
+
+
+def detect_in_files(det, files, threshold: float | None = None, refractory_s: float = REFRACTORY_S,
+                    progress: bool = True, chunk_s: float = 60.0) -> list[dict]:
+    """Events of a detector (``load_detector``) in audio files (any format, rate, channel count).
+
+    threshold: None = the detector's own. Each file is scored from a fresh state; a file shorter than the first
+    window is padded with silence. Returns per file {file, max_score, events_s (end of the window that fired, s)}
+    or {file, error}. Progress: a bar over the files, and one over the seconds of each file longer than ``chunk_s``.
+    """
+    from tqdm import tqdm
+
+    from wakeword.audio.io import AudioError, load_audio
+    from wakeword.evaluation.metrics import detect_events
+
+    thr = det.default_threshold if threshold is None else threshold
+    results: list[dict] = []
+    for f in tqdm(files, desc="scoring", unit="file", disable=not progress or len(files) < 2, leave=False):
+        try:
+            audio = load_audio(f)
+        except AudioError as exc:
+            results.append({"file": str(f), "error": str(exc)})
+            continue
+        need = int(np.ceil(det.first_end_s * det.sample_rate))  # audio for the first score
+        if len(audio) < need:
+            audio = np.concatenate([audio, np.zeros(need - len(audio), np.float32)])
+        seconds = len(audio) / det.sample_rate
+        with tqdm(total=round(seconds, 1), desc=Path(f).name, unit="s", leave=False,
+                  disable=not progress or seconds <= chunk_s) as bar:
+            s = _scores_in_chunks(det, audio, chunk_s, bar)
+        times = detect_events(s, thr, det.hop_s, refractory_s)
+        results.append({"file": str(f), "max_score": round(float(s.max()), 4) if len(s) else 0.0,
+                        "events_s": [round(float(t) + det.first_end_s, 2) for t in times]})
+    return results
 
 
 __all__ = ["MWW_MODELS", "OWW_MODELS", "EnsembleDetector", "MicroWakeWordDetector", "OpenWakeWordDetector",
-           "StreamingOnnxDetector", "WindowDetector", "load_detector", "same_phrase"]
+           "StreamingOnnxDetector", "WindowDetector", "detect_in_files", "load_detector", "same_phrase"]

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike
 
+from wakeword.defaults import MAX_FPR, REFRACTORY_S
+
 if TYPE_CHECKING:  # matplotlib is imported only when plotting
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -166,7 +168,7 @@ class PAUC:
     max_fpr: float  # upper FPR bound of the area, in (0, 1]
 
 
-def pauc(labels: ArrayLike, scores: ArrayLike, max_fpr: float = 0.1) -> PAUC:
+def pauc(labels: ArrayLike, scores: ArrayLike, max_fpr: float = MAX_FPR) -> PAUC:
     """Partial AUC over FPR in [0, max_fpr], the ROC linearly interpolated at ``max_fpr``.
 
     Args:
@@ -242,7 +244,7 @@ def _refractory_keep(positions: np.ndarray, min_gap: int) -> np.ndarray:
     return positions[kept]
 
 
-def detect_events(scores: ArrayLike, threshold: float, hop_s: float, refractory_s: float = 1.0) -> np.ndarray:
+def detect_events(scores: ArrayLike, threshold: float, hop_s: float, refractory_s: float = REFRACTORY_S) -> np.ndarray:
     """Event times in one continuous stream of per-frame scores.
 
     Args:
@@ -268,7 +270,7 @@ def detect_events(scores: ArrayLike, threshold: float, hop_s: float, refractory_
 
 
 def false_accepts_per_hour(neg_streams: Sequence[ArrayLike], threshold: float, hop_s: float,
-                           refractory_s: float = 1.0) -> float:
+                           refractory_s: float = REFRACTORY_S) -> float:
     """Events over all negative streams per hour of negative audio.
 
     Args:
@@ -388,7 +390,7 @@ class OperatingPoint:
 
 
 def frr_at_fa_per_hour(pos_scores: ArrayLike, neg_streams: Sequence[ArrayLike], hop_s: float,
-                       target_fa_per_hour: float, refractory_s: float = 1.0) -> OperatingPoint:
+                       target_fa_per_hour: float, refractory_s: float = REFRACTORY_S) -> OperatingPoint:
     """Lowest-FRR operating point whose FA/h stays within the budget at and above its threshold.
 
     Candidate thresholds: every distinct positive score, every distinct local-peak value of the
@@ -416,7 +418,7 @@ def frr_at_fa_per_hour(pos_scores: ArrayLike, neg_streams: Sequence[ArrayLike], 
 
 
 def fa_frr_curve(pos_scores: ArrayLike, neg_streams: Sequence[ArrayLike], hop_s: float,
-                 refractory_s: float = 1.0, max_fa_per_hour: float | None = None,
+                 refractory_s: float = REFRACTORY_S, max_fa_per_hour: float | None = None,
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """FA/h and FRR at every candidate threshold (the set of ``frr_at_fa_per_hour``), for DET plots.
 
@@ -443,7 +445,7 @@ def fa_frr_curve(pos_scores: ArrayLike, neg_streams: Sequence[ArrayLike], hop_s:
 
 
 def area_under_frr_curve(pos_scores: ArrayLike, neg_streams: Sequence[ArrayLike], hop_s: float,
-                         max_fa_per_hour: float = 1.0, refractory_s: float = 1.0) -> float:
+                         max_fa_per_hour: float = 1.0, refractory_s: float = REFRACTORY_S) -> float:
     """Mean FRR over FA/h budgets in [0, max_fa_per_hour]; in [0, 1], lower is better.
 
     The integrand is ``frr_at_fa_per_hour(..., target).frr`` as a function of the target: a

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wakeword.audio.io import SAMPLE_RATE
+from wakeword.defaults import SAMPLE_RATE, WINDOW_S
 
 FRONTENDS = ("logmel", "micro")
 
@@ -26,7 +26,7 @@ class FeatureConfig:
     n_mels: int = 40  # mel bands
     f_min: float = 20.0  # Hz
     f_max: float = 7600.0  # Hz; below Nyquist so 8 kHz-band-limited speech still fills the top bands
-    window_s: float = 1.0  # seconds of audio the classifier sees at once
+    window_s: float = WINDOW_S  # seconds of audio the classifier sees at once
     score_stride: int = 8  # frames between two scores (8 x 10 ms = 80 ms)
     log_floor: float = 1e-6  # added to mel energy before log
     # "logmel" (this module's LogMel) or "micro": the TFLite-Micro front end ESPHome's microWakeWord runs

@@ -71,7 +71,8 @@ class SpecAugment(nn.Module):
         lo = src.floor().long()
         hi = (lo + 1).clamp(max=n_mels - 1)
         w = (src - lo.to(x.dtype))[:, :, None]
-        take = lambda idx: torch.gather(x, 1, idx[:, :, None].expand(-1, -1, x.shape[2]))
+        def take(idx):
+            return torch.gather(x, 1, idx[:, :, None].expand(-1, -1, x.shape[2]))
         return take(lo) * (1 - w) + take(hi) * w
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

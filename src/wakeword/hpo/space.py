@@ -46,6 +46,12 @@ class Param:
     def needs_teachers(self) -> bool:
         return self.name.startswith("distill.")
 
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of a numeric parameter (checked when the space is built)."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.name}: a {self.kind} parameter needs low and high")
+        return self.low, self.high
+
 
 # The default space: the student's shape, optimisation, augmentation strength; distillation weights and
 # the temperature schedule join when teachers are configured.
@@ -132,7 +138,8 @@ def suggest(trial, space: list[Param]) -> dict:
         if p.kind == "float":
             out[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log, step=p.step)
         elif p.kind == "int":
-            out[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
+            low, high = p.bounds()
+            out[p.name] = trial.suggest_int(p.name, int(low), int(high), log=p.log, step=int(p.step or 1))
         else:
             out[p.name] = trial.suggest_categorical(p.name, list(p.choices))
     return out
@@ -215,8 +222,6 @@ def resample(p: Param, rng) -> object:
     """PBT explore step: a fresh draw from the parameter's distribution (rng: numpy Generator)."""
     if p.kind == "categorical":
         return p.choices[int(rng.integers(len(p.choices)))]
-    if p.log:
-        v = math.exp(rng.uniform(math.log(p.low), math.log(p.high)))
-    else:
-        v = rng.uniform(p.low, p.high)
+    low, high = p.bounds()
+    v = math.exp(rng.uniform(math.log(low), math.log(high))) if p.log else rng.uniform(low, high)
     return perturb(v, p, 1.0)

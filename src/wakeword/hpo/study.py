@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from wakeword.hpo.space import DEFAULT_SPACE, Param, apply, default_params, pars
 logger = logging.getLogger(__name__)
 
 OBJECTIVES = {"measured": ("val_pauc", "latency_ms"), "macs": ("val_pauc", "macs_m")}
-DIRECTIONS = ("maximize", "minimize")
+DIRECTIONS: tuple[Literal["maximize"], Literal["minimize"]] = ("maximize", "minimize")
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def measure_latency_ms(onnx_path: str | Path, window_samples: int, reps: int = 1
 def run_trial(cfg: HpoConfig, params: dict, trial_dir: Path, init_from: str = "", budget_frac: float = 1.0,
               progress: bool = False) -> dict:
     """Train one configuration (resumable), export it, measure both objectives. Writes trial.json."""
-    from wakeword.export import export_onnx
+    from wakeword.export.graph import export_onnx
     from wakeword.models.registry import count_macs
     from wakeword.training.checkpoint import load_model
     from wakeword.training.fit import TrainConfig, fit

@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from wakeword.audio.io import AudioError, load_audio, wav_bytes
 from wakeword.dataset.manifest import ClipRow, append_rows, read_manifest, select, writer_lock
+from wakeword.defaults import REFRACTORY_S
 from wakeword.mining.store import MiningStore
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ class MineConfig:
     min_score: float = 0.5  # a false alarm: a rising crossing of this score
     top_k: int = 50  # candidates queued per round (highest scores first)
     margin_s: float = 0.25  # audio kept before and after the detected window, seconds
-    refractory_s: float = 1.0  # events closer than this in one file count once
+    refractory_s: float = REFRACTORY_S  # events closer than this in one file count once
     max_per_source: int = 5  # so one long file cannot fill the queue
 
 
@@ -47,7 +48,7 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def protected_files(data_dir: str | Path, eval_files: list[str] = ()) -> tuple[set[str], set[str]]:
+def protected_files(data_dir: str | Path, eval_files: Sequence[str] = ()) -> tuple[set[str], set[str]]:
     """(paths, sha256s) that mining must never touch: the val/test clips and evaluation-set files."""
     data_dir = Path(data_dir)
     paths, hashes = set(), set()
@@ -60,7 +61,7 @@ def protected_files(data_dir: str | Path, eval_files: list[str] = ()) -> tuple[s
     return paths, hashes
 
 
-def build_pool(data_dir: str | Path, sources: list[str], eval_files: list[str] = (),
+def build_pool(data_dir: str | Path, sources: list[str], eval_files: Sequence[str] = (),
                include_training_negatives: bool = True) -> list[str]:
     """The files to mine: ``sources`` (refused if any is evaluation data) + the train split's negatives."""
     data_dir = Path(data_dir)
@@ -93,7 +94,7 @@ def mine(store: MiningStore, checkpoint: str | Path, pool: list[str], cfg: MineC
     Returns the ids of the new candidates (audio already queued, by hash, is skipped).
     """
     from wakeword.evaluation.metrics import detect_events
-    from wakeword.inference import Detector
+    from wakeword.runtime.detector import Detector
 
     det = Detector.load(checkpoint)
     sr = det.feat.sample_rate

@@ -125,7 +125,7 @@ class MiningStore:
 
     def candidates(self, status: str | None = None, min_score: float | None = None, source: str | None = None,
                    ids: list[int] | None = None) -> list[Candidate]:
-        q, args = "SELECT * FROM candidates WHERE 1=1", []
+        q, args = "SELECT * FROM candidates WHERE 1=1", list[object]()
         if status:
             if status not in STATUSES + ("injected",):
                 raise ValueError(f"unknown status '{status}'; known: {', '.join(STATUSES)}, injected")
@@ -202,7 +202,8 @@ class MiningStore:
 
     def update_job(self, jid: int, progress: float | None = None, message: str | None = None,
                    status: str | None = None, result: dict | None = None, pid: int | None = None) -> None:
-        sets, args = [], []
+        sets: list[str] = []
+        args: list = []
         for col, val in (("progress", progress), ("message", message), ("status", status), ("pid", pid)):
             if val is not None:
                 sets.append(f"{col} = ?")

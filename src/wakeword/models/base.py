@@ -1,7 +1,7 @@
 """The one interface every backbone (the student and both teachers) satisfies."""
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -23,6 +23,21 @@ class Backbone(Protocol):
         ...
 
     def forward(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class StreamingBackbone(Protocol):
+    """A raw-audio backbone with its own streaming graph (speech_embedding): one hop of audio + caches in, the
+    score of the newest window + new caches out. A log-mel backbone needs none: the export builds its step."""
+
+    def stream_step(self) -> tuple[torch.nn.Module, dict, tuple[torch.Tensor, ...]]:
+        """-> (step module, contract (sample_cache, chunk, warmup_calls, caches, sample_rate, ...), example inputs)."""
+        ...
+
+
+def has_streaming_graph(backbone: object) -> bool:
+    """Whether a model with this backbone can be streamed and exported as a streaming graph."""
+    return getattr(backbone, "input_kind", "mel") == "mel" or isinstance(backbone, StreamingBackbone)
 
 
 def time_series(feat: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SAMPLE_RATE = 16000  # Hz; the embedding was trained at 16 kHz
+SAMPLE_RATE = 16_000  # Hz; the embedding was trained at 16 kHz (a property of the pretrained model, not ours)
 EMBED_FRAMES = 76  # mel frames per embedding (775 ms)
 EMBED_STEP = 8  # mel frames between embeddings (80 ms)
 EMBED_DIM = 96

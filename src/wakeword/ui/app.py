@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from wakeword.defaults import AUDIO_EXTENSIONS
 from wakeword.mining.store import MiningStore
 from wakeword.ui.guard import Guard, allowed_hosts, inside
 
@@ -28,7 +29,7 @@ CSRF_COOKIE = "ww_csrf"
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # one uploaded recording
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the small form fields next to the file
 MAX_JOBS = 2  # benchmark / mining / retrain worker processes at once
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".au", ".opus"}
+AUDIO_SUFFIXES = AUDIO_EXTENSIONS  # what may be registered, uploaded and served
 
 
 def _find(workspace: Path, name: str, max_depth: int) -> list[Path]:
@@ -73,6 +74,11 @@ def discover_models(workspace: Path, max_depth: int = 4) -> list[dict]:
 def discover_studies(workspace: Path) -> list[dict]:
     return [{"dir": str(db.parent), "rel": str(db.parent.relative_to(workspace))}
             for db in _find(workspace, "study.db", 4)]
+
+
+def _field(value) -> str | None:
+    """A text form field (an upload or a missing field counts as none)."""
+    return value if isinstance(value, str) else None
 
 
 def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_BYTES, host: str = "127.0.0.1",
@@ -289,12 +295,12 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
     @app.post("/queue/decide")
     async def decide(request: Request):
         form = await request.form()
-        check_csrf(request, form.get("csrf"))
+        check_csrf(request, _field(form.get("csrf")))
         decision = {"confirm": "confirmed", "discard": "discarded", "reset": "pending"}.get(str(form.get("action")))
         if decision is None:
             raise HTTPException(400, "action must be confirm, discard or reset")
         try:
-            ids = [int(x) for x in form.getlist("ids")]
+            ids = [int(str(x)) for x in form.getlist("ids")]
         except ValueError:
             raise HTTPException(400, "candidate ids must be integers") from None
         if not ids:
@@ -383,7 +389,7 @@ def create_app(workspace: str | Path = ".", max_upload_bytes: int = MAX_UPLOAD_B
         if yaml_path:
             if not Path(yaml_path).is_file():
                 raise HTTPException(400, f"no YAML at {yaml_path}")
-            spec = {"yaml": str(readable(yaml_path, "YAML"))}
+            spec: dict = {"yaml": str(readable(yaml_path, "YAML"))}
         else:
             pos = [str(Path(p.strip()).resolve()) for p in positives.split(",") if p.strip()]
             neg = [str(Path(p.strip()).resolve()) for p in negatives.split(",") if p.strip()]

@@ -31,7 +31,7 @@ def _eval_set(store: MiningStore, model: str, set_name: str):
 
 def _benchmark(store: MiningStore, model: str, set_name: str, out: Path) -> dict:
     from wakeword.evaluation.evaluate import evaluate
-    from wakeword.inference import Detector
+    from wakeword.runtime.detector import Detector
 
     report = evaluate(Detector.load(model), [_eval_set(store, model, set_name)], out, progress=False)
     res = next(iter(report["sets"].values()))
