@@ -418,7 +418,9 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
     cached = cfg.cache_draws > 0
     train_ds = ds
     scorer = None  # validation through cached embeddings (frozen-embedding backbones)
-    if cached or cfg.select == "frr":
+    # validation through the stream protocol: needed for FRR selection and for a threshold at a stated FA/h
+    stream_val = cached or cfg.select == "frr" or cfg.threshold_fa_per_hour >= 0
+    if stream_val:
         from wakeword.training.feature_cache import CachedWindows, EmbeddingTrackScorer, train_cache
 
         frozen = getattr(model.backbone, "embedding_frozen", False)
@@ -533,7 +535,7 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         n = max(1, cfg.steps_per_epoch)
         record = {"epoch": epoch + 1, "step": step, "lr": sched.get_last_lr()[0],
                   **{f"train_{k}": v / n for k, v in sums.items()}}
-        if scorer is not None or cfg.select == "frr":
+        if scorer is not None or stream_val:
             model.eval()
             record.update(stream_validation(scorer or _TorchScorer(model, device), val_rows, val_clips, cfg))
         else:
