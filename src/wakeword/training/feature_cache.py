@@ -96,16 +96,16 @@ def _embed_windows(backbone, audio: torch.Tensor) -> np.ndarray:
 
 
 def _join(parts_dir: Path, n_total: int, shape_tail: tuple, out: Path) -> np.ndarray:
-    arr = np.lib.format.open_memmap(out.with_suffix(".tmp.npy"), mode="w+", dtype=np.float16,
-                                    shape=(n_total, *shape_tail))
+    tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.npy")  # per process: two runs may build one cache at once
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n_total, *shape_tail))
     for start in range(0, n_total, CHUNK):
         part = np.load(parts_dir / f"part-{start:09d}.npy")
         arr[start:start + len(part)] = part
     arr.flush()
     del arr
-    out.with_suffix(".tmp.npy").replace(out)
+    tmp.replace(out)
     for p in parts_dir.glob("part-*.npy"):  # joined chunks and stale temporaries of killed runs
-        p.unlink()
+        p.unlink(missing_ok=True)
     return np.load(out, mmap_mode="r")
 
 
@@ -131,6 +131,8 @@ def train_cache(ds, backbone, draws: int, cache_root: Path, key_extra: dict, pro
     all_cores(backbone)
     bar = tqdm(total=len(todo) * CHUNK, desc="embedding cache", unit="win", disable=not progress)
     for start in todo:
+        if (d / f"part-{start:09d}.npy").exists() or out.exists():  # another run building the same cache did it
+            continue
         stop = min(total, start + CHUNK)
         loader = DataLoader(_Draws(ds, draws, start, stop), batch_size=batch_size, num_workers=num_workers,
                             worker_init_fn=lambda _: torch.set_num_threads(1))
@@ -141,11 +143,21 @@ def train_cache(ds, backbone, draws: int, cache_root: Path, key_extra: dict, pro
         part = np.concatenate(parts)
         tmp = d / f"part-{start:09d}.{os.getpid()}.tmp.npy"
         np.save(tmp, part)
-        tmp.replace(d / f"part-{start:09d}.npy")
+        try:
+            tmp.replace(d / f"part-{start:09d}.npy")
+        except FileNotFoundError:  # another run joined the cache meanwhile and removed the temporaries
+            if not out.exists():
+                raise
     bar.close()
-    first = np.load(d / f"part-{0:09d}.npy", mmap_mode="r")
-    tail = tuple(first.shape[1:])
-    return _join(d, total, tail, out)
+    try:
+        if out.exists():
+            return np.load(out, mmap_mode="r")
+        first = np.load(d / f"part-{0:09d}.npy", mmap_mode="r")
+        return _join(d, total, tuple(first.shape[1:]), out)
+    except FileNotFoundError:  # another run joined it first (ablation --workers N: runs of one data folder)
+        if out.exists():
+            return np.load(out, mmap_mode="r")
+        raise
 
 
 class CachedWindows(Dataset):
