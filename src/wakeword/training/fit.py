@@ -224,7 +224,7 @@ def stream_validation(scorer, rows: list[ClipRow], clips: list[np.ndarray], cfg:
     sc = score_set(scorer, pos, neg, progress=False)
     op_neg = [(r.clip_id, c) for r, c in zip(rows, clips) if r.label == 0 and r.kind not in cfg.operating_exclude_kinds]
     if op_neg and len(op_neg) < len(neg):
-        sc_op = score_set(scorer, pos, op_neg, progress=False)
+        sc_op = score_set(scorer, [], op_neg, progress=False)  # its streams only: the positives are scored above
     else:
         if not op_neg:
             logger.warning("every validation negative is of an excluded kind %s: the operating point is measured "
