@@ -93,3 +93,26 @@ def test_ablation_refuses_bad_variants(tmp_path, tiny_data):
         AblationExperiment.from_yaml(_config(tmp_path, tiny_data, {"default": {}, "bad": {"augment": {"nope": 1}}}))
     with pytest.raises(ValueError, match="variant 'norm'.*window_norm"):  # a bad model option fails before training
         AblationExperiment.from_yaml(_config(tmp_path, tiny_data, {"default": {}, "norm": {"model": {"window_norm": "x"}}}))
+
+
+def test_a_variant_distilled_from_another_variant_at_the_same_seed(tmp_path, tiny_data):
+    """`distill: {teacher_variant: default}`: the default trains first, then teaches the variant (issue #19's
+    distilled student measured like every other lever)."""
+    variants = {"default": {}, "distilled": {"distill": {"teacher_variant": "default", "kd_weight": 1.0,
+                                                         "feature_weight": 0.5, "student_stages": [1, 3]}}}
+    exp = AblationExperiment.from_yaml(_config(tmp_path, tiny_data, variants))
+    res = ablation_experiment(exp, tmp_path / "out")
+    assert res["variants"]["distilled"]["seeds"] == [0]
+    saved = json.loads((tmp_path / "out" / "distilled_seed0" / "config.json").read_text())
+    assert saved["distill"]["teachers"][0]["checkpoint"] == str(tmp_path / "out" / "default_seed0" / "best.pt")
+    report = json.loads((tmp_path / "out" / "distilled_seed0" / "distill_report.json").read_text())
+    assert report["teachers"][0]["checkpoint"].endswith("default_seed0/best.pt")
+    # Another distillation config under the same name is not silently reused.
+    other = {**variants, "distilled": {"distill": {"teacher_variant": "default", "kd_weight": 2.0,
+                                                   "student_stages": [1, 3]}}}
+    with pytest.raises(ValueError, match="another config"):
+        ablation_experiment(AblationExperiment.from_yaml(_config(tmp_path, tiny_data, other)), tmp_path / "out")
+    for bad, msg in (({"kd_weight": 1.0}, "teacher_variant"), ({"teacher_variant": "nope"}, "not another variant"),
+                     ({"teacher_variant": "default", "nope": 1}, "unknown distill config keys")):
+        with pytest.raises(ValueError, match=msg):
+            AblationExperiment.from_yaml(_config(tmp_path, tiny_data, {"default": {}, "d": {"distill": bad}}))

@@ -304,3 +304,64 @@ def test_speech_embedding_teacher_trains_and_distils_from_the_command_line(tiny_
     report = json.loads((out / "distill_report.json").read_text())
     assert [t["arch"] for t in report["teachers"]] == ["speech_embedding"]
     assert torch.load(out / "best.pt", weights_only=True)["arch"] == "mobilenetv3"
+
+
+# ------------------------------------------------------------------ a shorter teacher (issue #19 item 3)
+MICRO = {"first_channels": 16, "channels": [24, 24, 24, 24]}  # the default kernels: the 1.37 s window
+
+
+@pytest.fixture(scope="module")
+def se_teacher(tiny_data, tmp_path_factory) -> str:
+    """The default detector's kind (speech_embedding head, 1.0 s window) trained a few steps."""
+    pytest.importorskip("openwakeword")
+    run = tmp_path_factory.mktemp("teacher_se")
+    fit(teacher_config("speech_embedding", {"epochs": 1, "steps_per_epoch": 3, "batch_size": 8}), tiny_data, run,
+        progress=False)
+    return str(run / "best.pt")
+
+
+def test_a_speech_embedding_teacher_scores_its_best_span_of_a_longer_student_window(se_teacher):
+    """The 1.0 s teacher on the 1.37 s microWakeWord window: its logit is the max over the 1.0 s windows inside it,
+    80 ms apart (what it would have fired on in a stream); its features cover the whole window."""
+    from wakeword.training.distill import TeacherSpec, _Teacher
+
+    t = _Teacher(TeacherSpec(se_teacher, layers=(0, 1)), (2, 3), 4)
+    student_feat = TrainConfig(arch="mixednet", model=MICRO).feature_config()
+    tw, sw = t.feat.window_samples, student_feat.window_samples
+    assert tw < sw
+    g = torch.Generator().manual_seed(5)
+    audio = 0.1 * torch.randn(3, sw, generator=g)
+    logits, feats = t.run(audio, amp=False)
+    # Every span of 3 embeddings (80 ms apart) the window holds is one the teacher scores in a stream; a span needs
+    # 0.93 s of audio, so the last one starts less than 1.0 s before the end (zeros after the window are not read).
+    step, span = 1280, 512 + 160 * 91  # one embedding; the audio 3 embeddings read (92 frames of n_fft 512)
+    padded = torch.nn.functional.pad(audio, (0, tw))
+    subs = torch.stack([t.run(padded[:, o:o + tw], amp=False)[0] for o in range(0, sw - span + 1, step)], dim=1)
+    assert subs.shape[1] > (sw - tw) // step + 1  # more spans than whole 1.0 s windows at 80 ms steps
+    assert torch.allclose(logits, subs.amax(dim=1), atol=1e-4), (logits, subs)
+    assert feats[0].shape[-1] > t.run(audio[:, :tw], amp=False)[1][0].shape[-1]  # more embeddings than 1.0 s gives
+
+
+def test_mixednet_micro_student_distils_from_a_shorter_speech_embedding_teacher(se_teacher, tiny_data, tmp_path):
+    """The ESPHome student (micro front end, 1.37 s) learns from the 1.0 s default detector through the one fit(),
+    with the teacher cache (cached = live is tested above for equal windows); a fixed-window teacher that is
+    shorter than the student is refused with a clear error."""
+    from wakeword.training.distill import distill
+
+    cfg = TrainConfig(arch="mixednet", model=MICRO, epochs=1, steps_per_epoch=3, batch_size=8, augment_draws=2)
+    dcfg = DistillConfig.from_dict({"teachers": [{"checkpoint": se_teacher, "layers": [0, 1]}],
+                                    "student_stages": [2, 3], "cache": True})
+    summary = distill(cfg, dcfg, tiny_data, tmp_path / "micro", progress=False)
+    ckpt = torch.load(tmp_path / "micro" / "best.pt", weights_only=True)
+    assert ckpt["arch"] == "mixednet" and summary["distill"]["teachers"][0]["arch"] == "speech_embedding"
+    cache = torch.load(tmp_path / "micro" / "teacher_cache.pt", weights_only=True)
+    assert cache["logits"].shape[:2] == (1, 2) and torch.isfinite(cache["logits"]).all()
+
+
+def test_a_fixed_window_teacher_must_match_the_student_window(teachers, tiny_data, tmp_path):
+    from wakeword.training.distill import distill
+
+    cfg = TrainConfig(arch="mixednet", model=MICRO, epochs=1, steps_per_epoch=2, batch_size=8)
+    dcfg = DistillConfig.from_dict({"teachers": [teachers["conformer"]], "student_stages": [2, 3]})
+    with pytest.raises(ValueError, match="scores fixed windows only"):
+        distill(cfg, dcfg, tiny_data, tmp_path / "bad", progress=False)

@@ -393,8 +393,12 @@ class AblationExperiment:
         from wakeword.training.fit import TrainConfig
 
         for name, over in exp.variants.items():  # fail now, not after an hour of training
+            over = dict(over or {})
             try:
-                cfg = TrainConfig.from_dict(deep_merge(exp.train, over or {}))
+                spec = over.pop("distill", None)
+                if spec is not None:
+                    _check_distill_variant(name, spec, exp.variants)
+                cfg = TrainConfig.from_dict(deep_merge(exp.train, over))
                 AugmentConfig.from_dict(cfg.augment)
                 SpecAugmentConfig(**cfg.specaugment)
                 if cfg.arch == "mobilenetv3":
@@ -404,6 +408,32 @@ class AblationExperiment:
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"variant '{name}': {exc}") from exc
         return exp
+
+
+DISTILL_VARIANT_KEYS = ("teacher_variant", "layers", "weight")  # besides DistillConfig's own keys (no teachers)
+
+
+def _check_distill_variant(name: str, spec: dict, variants: dict) -> None:
+    """A variant with ``distill: {teacher_variant: V, layers, weight, ...DistillConfig}`` is distilled from
+    variant V's run at the same seed (V trains first, in the experiment's first phase)."""
+    if not isinstance(spec, dict) or "teacher_variant" not in spec:
+        raise ValueError("distill needs teacher_variant: the variant whose run (same seed) teaches this one")
+    teacher = spec["teacher_variant"]
+    if teacher not in variants or teacher == name:
+        raise ValueError(f"distill teacher_variant '{teacher}' is not another variant; variants: {sorted(variants)}")
+    if "distill" in (variants[teacher] or {}):
+        raise ValueError(f"distill teacher_variant '{teacher}' is itself distilled (one level only)")
+    if "teachers" in spec:
+        raise ValueError("distill: give teacher_variant, not teachers (the checkpoint is the teacher variant's run)")
+    _distill_config(spec, "teacher.pt")  # every other key is checked now
+
+
+def _distill_config(spec: dict, checkpoint: str) -> dict:
+    from wakeword.training.distill import DistillConfig
+
+    teacher = {"checkpoint": checkpoint, "layers": list(spec.get("layers", ())), "weight": spec.get("weight", 1.0)}
+    rest = {k: v for k, v in spec.items() if k not in DISTILL_VARIANT_KEYS}
+    return DistillConfig.from_dict({**rest, "teachers": [teacher]}).to_dict()
 
 
 def _condition(snr) -> str:
@@ -421,9 +451,11 @@ def _ablation_job(job: dict) -> dict:
 
     summary = Path(job["run_dir"]) / "train_summary.json"
     if summary.exists():  # a finished run is reused only if it was trained with this variant's config
-        saved = json.loads((Path(job["run_dir"]) / "config.json").read_text())["train"]
+        saved_all = json.loads((Path(job["run_dir"]) / "config.json").read_text())
+        saved = saved_all["train"]
         wanted = json.loads(json.dumps(TrainConfig.from_dict(job["train"]).to_dict()))
-        if saved != drop_new_defaults(saved, wanted):  # a field added since the run counts at its default
+        distilled_differently = json.loads(json.dumps(job.get("distill"))) != saved_all.get("distill")
+        if saved != drop_new_defaults(saved, wanted) or distilled_differently:  # a field added since counts at its default
             raise ValueError(f"{job['run_dir']} holds a run trained with another config; remove it or use "
                              "another --out folder")
     checkpoint = _train_job(job)
@@ -458,10 +490,16 @@ def ablation_experiment(exp: AblationExperiment, out_dir: str | Path, workers: i
     # Seed-major, so an experiment stopped early has every variant at the same seeds.
     for seed in exp.seeds:
         for name, over in exp.variants.items():
-            train = deep_merge(exp.train, {**(over or {}), "seed": seed})
-            jobs.append({"kind": "student", "train": train, "data_dir": str(data.resolve()), "variant": name,
-                         "seed": seed, "run_dir": str(out_dir / f"{name}_seed{seed}"), "sets": list(exp.sets),
-                         "snr_db": list(exp.snr_db)})
+            over = dict(over or {})
+            spec = over.pop("distill", None)
+            train = deep_merge(exp.train, {**over, "seed": seed})
+            job = {"kind": "student", "train": train, "data_dir": str(data.resolve()), "variant": name,
+                   "seed": seed, "run_dir": str(out_dir / f"{name}_seed{seed}"), "sets": list(exp.sets),
+                   "snr_db": list(exp.snr_db)}
+            if spec is not None:  # distilled from another variant's run at this seed (trained in phase 1)
+                teacher = out_dir / f"{spec['teacher_variant']}_seed{seed}" / "best.pt"
+                job.update(kind="distill", distill=_distill_config(spec, str(teacher)))
+            jobs.append(job)
     if summarise_only:
         done = {}
         for j in jobs:
@@ -469,9 +507,12 @@ def ablation_experiment(exp: AblationExperiment, out_dir: str | Path, workers: i
             if all(p.exists() for p in conds.values()):
                 done[(j["variant"], j["seed"])] = {c: json.loads(p.read_text()) for c, p in conds.items()}
     else:
-        # Longest first, so the short runs fill the gaps at the end.
-        order = sorted(jobs, key=lambda j: -j["train"].get("epochs", 0) * j["train"].get("steps_per_epoch", 0))
-        reports = _run_jobs(_ablation_job, order, workers)
+        # Teachers before the runs they teach; within a phase longest first, so short runs fill the gaps at the end.
+        order = sorted(jobs, key=lambda j: (j["kind"] == "distill",
+                                            -j["train"].get("epochs", 0) * j["train"].get("steps_per_epoch", 0)))
+        phase1 = [j for j in order if j["kind"] != "distill"]
+        phase2 = [j for j in order if j["kind"] == "distill"]
+        reports = _run_jobs(_ablation_job, phase1, workers) + _run_jobs(_ablation_job, phase2, workers)
         done = {(j["variant"], j["seed"]): r for j, r in zip(order, reports)}
     results = summarise_ablation(exp, done, data)
     (out_dir / ("results_partial.json" if summarise_only else "results.json")).write_text(json.dumps(results, indent=2))

@@ -226,6 +226,27 @@ def spread_layers(n_layers: int, stages: tuple[int, ...], n_stages: int) -> tupl
 
 
 # ------------------------------------------------------------------ the loss term
+def reads_longer_windows(model: WakeWordModel) -> bool:
+    """True for a teacher that scores any window at least as long as its own by its best-placed span (the
+    speech-embedding head: embeddings every 80 ms, the head over every span of ``context``, the max logit)."""
+    return hasattr(model.backbone, "head_logits")
+
+
+def check_windows(teacher: _Teacher, student_feat) -> None:
+    """The teacher must hear what the student hears: the same window, or - for a teacher that reads longer
+    windows (``reads_longer_windows``) - a shorter one, so it scores the student's whole window (say the 1.0 s
+    speech-embedding detector teaching the 1.37 s microWakeWord student: its soft label is its best score for
+    any 1.0 s inside the student's window, which is what it would have fired on in a stream)."""
+    tw, sw = teacher.feat.window_samples, student_feat.window_samples
+    same_rate = teacher.feat.sample_rate == student_feat.sample_rate
+    if same_rate and (tw == sw or (tw < sw and teacher.longer_ok)):
+        return
+    hint = ("" if not same_rate or tw > sw else
+            f"; a {teacher.arch} teacher scores fixed windows only (a speech_embedding teacher may be shorter)")
+    raise ValueError(f"teacher {teacher.path} scores {teacher.feat.window_s:.3f} s windows at {teacher.feat.sample_rate} "
+                     f"Hz; the student {student_feat.window_s:.3f} s at {student_feat.sample_rate} Hz{hint}")
+
+
 class _Teacher:
     """A frozen teacher and what distillation needs to know about it (not an nn.Module on purpose: its
     weights are neither optimised nor saved with the student)."""
@@ -242,6 +263,7 @@ class _Teacher:
         self.arch = self.model.arch
         self.val_pauc = float(metrics["val_pauc"])
         self.feat = self.model.feat
+        self.longer_ok = reads_longer_windows(self.model)
         dims = self.model.backbone.feature_dims
         self.layers = spec.layers or spread_layers(len(dims), student_stages, n_student_stages)
         for layer in self.layers:
@@ -289,9 +311,7 @@ class DistillLoss(nn.Module):
 
     def prepare(self, ds, device: torch.device, run_dir: Path, progress: bool = True) -> None:
         for t in self.teachers:
-            if t.feat.window_samples != ds.feat.window_samples or t.feat.sample_rate != ds.feat.sample_rate:
-                raise ValueError(f"teacher {t.path} scores {t.feat.window_s} s windows at {t.feat.sample_rate} Hz; "
-                                 f"the student {ds.feat.window_s} s at {ds.feat.sample_rate} Hz")
+            check_windows(t, ds.feat)
         if not self.cfg.cache:
             for t in self.teachers:
                 assert t.model is not None
