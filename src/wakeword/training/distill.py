@@ -235,8 +235,8 @@ def reads_longer_windows(model: WakeWordModel) -> bool:
 def check_windows(teacher: _Teacher, student_feat) -> None:
     """The teacher must hear what the student hears: the same window, or - for a teacher that reads longer
     windows (``reads_longer_windows``) - a shorter one, so it scores the student's whole window (say the 1.0 s
-    speech-embedding detector teaching the 1.37 s microWakeWord student: its soft label is its best score for
-    any 1.0 s inside the student's window, which is what it would have fired on in a stream)."""
+    speech-embedding detector teaching the 1.37 s microWakeWord student: its soft label is its best score for any
+    span of 3 embeddings, 80 ms apart, inside the student's window, which is what it would have fired on in a stream)."""
     tw, sw = teacher.feat.window_samples, student_feat.window_samples
     same_rate = teacher.feat.sample_rate == student_feat.sample_rate
     if same_rate and (tw == sw or (tw < sw and teacher.longer_ok)):
