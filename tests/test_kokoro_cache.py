@@ -142,6 +142,45 @@ def test_cached_embeddings_equal_recomputed_ones_and_resume(tiny_data, tmp_path,
     assert len(other) == len(ds) and len([p for p in tmp_path.iterdir() if p.name.startswith("train-")]) == 2
 
 
+_BUILD_IN_A_PROCESS = """
+import sys
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from test_kokoro_cache import _windows
+from wakeword.training import feature_cache
+feature_cache.CHUNK = 4
+model, ds = _windows(Path(sys.argv[2]))
+emb = feature_cache.train_cache(ds, model.backbone, 2, Path(sys.argv[3]), {"w": model.window_len}, progress=False,
+                                num_workers=0)
+np.save(sys.argv[4], np.asarray(emb))
+"""
+
+
+def test_two_runs_building_one_cache_at_once_both_get_it_whole(tiny_data, tmp_path, monkeypatch):
+    """`experiment ablation --workers 2`: two runs of one data folder build the same embedding cache at the same
+    time; each gets the whole cache, equal to one run's, and no chunk or temporary file is left behind."""
+    pytest.importorskip("openwakeword")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from wakeword.training import feature_cache
+
+    monkeypatch.setattr(feature_cache, "CHUNK", 4)
+    model, ds = _windows(tiny_data)
+    ref = np.asarray(feature_cache.train_cache(ds, model.backbone, 2, tmp_path / "alone", {"w": model.window_len},
+                                               progress=False, num_workers=0))
+    tests_dir = str(Path(__file__).parent)
+    procs = [subprocess.Popen([sys.executable, "-c", _BUILD_IN_A_PROCESS, tests_dir, str(tiny_data),
+                               str(tmp_path / "shared"), str(tmp_path / f"run{k}.npy")]) for k in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    for k in range(2):
+        assert np.array_equal(np.load(tmp_path / f"run{k}.npy"), ref)
+    (folder,) = (tmp_path / "shared").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == ["embeddings.npy"]
+
+
 def test_the_long_context_head_streams_with_its_track_scores(tiny_data):
     pytest.importorskip("openwakeword")
     from wakeword.inference import Detector

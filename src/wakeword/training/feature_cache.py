@@ -104,9 +104,15 @@ def _join(parts_dir: Path, n_total: int, shape_tail: tuple, out: Path) -> np.nda
     arr.flush()
     del arr
     tmp.replace(out)
-    for p in parts_dir.glob("part-*.npy"):  # joined chunks and stale temporaries of killed runs
-        p.unlink(missing_ok=True)
+    _drop_parts(parts_dir)
     return np.load(out, mmap_mode="r")
+
+
+def _drop_parts(parts_dir: Path) -> None:
+    """Remove the chunks of a joined cache and stale temporaries of killed runs (also a chunk another run wrote
+    after this one joined)."""
+    for p in parts_dir.glob("part-*.npy"):
+        p.unlink(missing_ok=True)
 
 
 def train_cache(ds, backbone, draws: int, cache_root: Path, key_extra: dict, progress: bool = True,
@@ -150,12 +156,14 @@ def train_cache(ds, backbone, draws: int, cache_root: Path, key_extra: dict, pro
                 raise
     bar.close()
     try:
-        if out.exists():
+        if out.exists():  # another run joined it while this one computed chunks: drop what this one left
+            _drop_parts(d)
             return np.load(out, mmap_mode="r")
         first = np.load(d / f"part-{0:09d}.npy", mmap_mode="r")
         return _join(d, total, tuple(first.shape[1:]), out)
     except FileNotFoundError:  # another run joined it first (ablation --workers N: runs of one data folder)
         if out.exists():
+            _drop_parts(d)
             return np.load(out, mmap_mode="r")
         raise
 
