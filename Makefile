@@ -5,7 +5,10 @@
 setup:
 	bash scripts/setup.sh
 
-demo: setup
+# The demo sets up what it needs only: no TensorFlow converter (ESPHome export) and no browser (UI test); ~3 min
+# less on a fresh machine (docs/BENCHMARKS.md, "Demo wall time").
+demo:
+	WAKEWORD_SKIP_TFLITE=1 WAKEWORD_SKIP_BROWSER=1 bash scripts/setup.sh
 	wakeword demo --out work/demo
 
 test: setup lint

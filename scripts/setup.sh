@@ -22,7 +22,8 @@ for lang in fr it ru; do
     || need_apt+=(asterisk-core-sounds-${lang}-wav)
 done
 # Headless Chromium drives the UI's browser test (Playwright's Python package, executable_path=/usr/bin/chromium).
-[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# WAKEWORD_SKIP_BROWSER=1 leaves it out (`make demo` does: the demo needs no browser).
+[ "${WAKEWORD_SKIP_BROWSER:-0}" = "1" ] || [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
