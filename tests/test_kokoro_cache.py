@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -134,16 +137,20 @@ def test_cached_embeddings_equal_recomputed_ones_and_resume(tiny_data, tmp_path,
     np.save(folder / "part-000000000.npy", full[:8])
     np.save(folder / "part-000000008.npy", full[8:16])
     (folder / "part-000000016.123.tmp.npy").write_bytes(b"half a file")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (folder / "claim-000000016").write_text(dead.stdout.strip())  # claimed by a run that died
     again = train_cache(ds, model.backbone, 2, tmp_path, {"w": model.window_len}, progress=False, num_workers=0)
     assert np.array_equal(np.asarray(again), full)
-    assert not list(folder.glob("part-*[0-9].npy"))  # chunks joined and removed
+    assert not list(folder.glob("part-*[0-9].npy")) and not list(folder.glob("claim-*"))  # joined and removed
     # anything that changes the numbers changes the key
     other = train_cache(ds, model.backbone, 1, tmp_path, {"w": model.window_len}, progress=False, num_workers=0)
     assert len(other) == len(ds) and len([p for p in tmp_path.iterdir() if p.name.startswith("train-")]) == 2
 
 
 _BUILD_IN_A_PROCESS = """
+import logging
 import sys
+logging.basicConfig(level=logging.INFO)
 from pathlib import Path
 import numpy as np
 sys.path.insert(0, sys.argv[1])
@@ -156,13 +163,13 @@ emb = feature_cache.train_cache(ds, model.backbone, 2, Path(sys.argv[3]), {"w": 
 np.save(sys.argv[4], np.asarray(emb))
 """
 
+_COMPUTED = re.compile(r"computed (\d+) of \d+ chunks here")
+
 
 def test_two_runs_building_one_cache_at_once_both_get_it_whole(tiny_data, tmp_path, monkeypatch):
     """`experiment ablation --workers 2`: two runs of one data folder build the same embedding cache at the same
     time; each gets the whole cache, equal to one run's, and no chunk or temporary file is left behind."""
     pytest.importorskip("openwakeword")
-    import subprocess
-    import sys
     from pathlib import Path
 
     from wakeword.training import feature_cache
@@ -173,8 +180,12 @@ def test_two_runs_building_one_cache_at_once_both_get_it_whole(tiny_data, tmp_pa
                                                progress=False, num_workers=0))
     tests_dir = str(Path(__file__).parent)
     procs = [subprocess.Popen([sys.executable, "-c", _BUILD_IN_A_PROCESS, tests_dir, str(tiny_data),
-                               str(tmp_path / "shared"), str(tmp_path / f"run{k}.npy")]) for k in range(2)]
-    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+                               str(tmp_path / "shared"), str(tmp_path / f"run{k}.npy")], stderr=subprocess.PIPE,
+                              text=True) for k in range(2)]
+    logs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    # each chunk computed once: the runs claim chunks, so the second skips what the first is computing
+    assert sum(int(m) for log in logs for m in _COMPUTED.findall(log)) == -(-2 * len(ds) // 4), logs
     for k in range(2):
         assert np.array_equal(np.load(tmp_path / f"run{k}.npy"), ref)
     (folder,) = (tmp_path / "shared").iterdir()

@@ -10,7 +10,9 @@ minutes. Validation audio (positives padded with silence, negatives as long stre
 Layout: ``<data_dir>/cache/<kind>-<key>/``, where the key hashes everything that determines the numbers (the
 clips' sha256 and labels, augmentation and front-end settings, seed, draws, background and RIR audio, the
 embedding's weights). Work is written in chunks (``part-*.npy``, atomically renamed), so a killed build
-resumes with nothing lost or duplicated; when all chunks exist they are joined into ``embeddings.npy``.
+resumes with nothing lost or duplicated; when all chunks exist they are joined into ``embeddings.npy``. Runs
+building one cache at once share the chunks: each claims a chunk (``claim-*``, its pid) before computing it, and
+takes over the claims of runs that died.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,8 +114,49 @@ def _join(parts_dir: Path, n_total: int, shape_tail: tuple, out: Path) -> np.nda
 def _drop_parts(parts_dir: Path) -> None:
     """Remove the chunks of a joined cache and stale temporaries of killed runs (also a chunk another run wrote
     after this one joined)."""
-    for p in parts_dir.glob("part-*.npy"):
+    for p in [*parts_dir.glob("part-*.npy"), *parts_dir.glob("claim-*")]:
         p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _claim(parts_dir: Path, start: int) -> bool:
+    """Claim chunk ``start`` for this process (a ``claim-*`` file holding its pid); False when another live run
+    holds it. A killed run's claim is taken over, so a resumed build computes what that run left."""
+    claim = parts_dir / f"claim-{start:09d}"
+    for _ in range(3):
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                text = claim.read_text()
+                age = time.time() - claim.stat().st_mtime
+            except FileNotFoundError:  # just released
+                continue
+            if not text.strip().isdigit():  # its owner is writing its pid, or died doing so
+                if age < 5:
+                    return False
+                claim.unlink(missing_ok=True)
+                continue
+            pid = int(text)
+            if pid == os.getpid():
+                return True
+            if _alive(pid):
+                return False
+            claim.unlink(missing_ok=True)  # its run died: take it over
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
 
 
 def train_cache(ds, backbone, draws: int, cache_root: Path, key_extra: dict, progress: bool = True,
@@ -136,9 +180,8 @@ def train_cache(ds, backbone, draws: int, cache_root: Path, key_extra: dict, pro
                 len(ds), len(todo), d)
     all_cores(backbone)
     bar = tqdm(total=len(todo) * CHUNK, desc="embedding cache", unit="win", disable=not progress)
-    for start in todo:
-        if (d / f"part-{start:09d}.npy").exists() or out.exists():  # another run building the same cache did it
-            continue
+
+    def compute(start: int) -> None:
         stop = min(total, start + CHUNK)
         loader = DataLoader(_Draws(ds, draws, start, stop), batch_size=batch_size, num_workers=num_workers,
                             worker_init_fn=lambda _: torch.set_num_threads(1))
@@ -154,6 +197,25 @@ def train_cache(ds, backbone, draws: int, cache_root: Path, key_extra: dict, pro
         except FileNotFoundError:  # another run joined the cache meanwhile and removed the temporaries
             if not out.exists():
                 raise
+
+    def done(start: int) -> bool:
+        return (d / f"part-{start:09d}.npy").exists() or out.exists()
+
+    computed = 0
+    for start in todo:  # chunks another live run is computing are left to it (ablation --workers N)
+        if not done(start) and _claim(d, start):
+            compute(start)
+            computed += 1
+    waiting = [s for s in todo if not done(s)]
+    while waiting:  # chunks others claimed: wait for them, or compute those whose run died
+        for start in waiting:
+            if not done(start) and _claim(d, start):
+                compute(start)
+                computed += 1
+        waiting = [s for s in waiting if not done(s)]
+        if waiting:
+            time.sleep(0.5)
+    logger.info("training embeddings: computed %d of %d chunks here", computed, len(todo))
     bar.close()
     try:
         if out.exists():  # another run joined it while this one computed chunks: drop what this one left
