@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,14 @@ import torch
 
 from wakeword.audio.io import SAMPLE_RATE
 from wakeword.audio.tts import KokoroBackend, Prosody, Voice, mix_name, parse_mix
-from wakeword.dataset.build import DataConfig, assign_splits, kokoro_voice, kokoro_voice_plan, plan
+from wakeword.dataset.build import (
+    DataConfig,
+    assign_splits,
+    kokoro_voice,
+    kokoro_voice_plan,
+    plan,
+    says_phrase,
+)
 
 
 def _kokoro() -> KokoroBackend:
@@ -170,8 +178,6 @@ def test_two_runs_building_one_cache_at_once_both_get_it_whole(tiny_data, tmp_pa
     """`experiment ablation --workers 2`: two runs of one data folder build the same embedding cache at the same
     time; each gets the whole cache, equal to one run's, and no chunk or temporary file is left behind."""
     pytest.importorskip("openwakeword")
-    from pathlib import Path
-
     from wakeword.training import feature_cache
 
     monkeypatch.setattr(feature_cache, "CHUNK", 4)
@@ -284,6 +290,26 @@ def test_optional_negative_folders_are_used_when_there_as_one_speaker_each(tmp_p
     jobs = [j for j in plan(cfg) if j.engine == "user"]
     assert len(jobs) == 2 and {j.speaker for j in jobs} == {"user:fr_CA_f_June"}  # sub-folders: the same person
     assert all(j.kind == "speech" and j.label == 0 for j in jobs)
+
+
+def test_optional_negative_patterns_name_one_speaker_per_folder_and_leave_out_the_phrase(tmp_path):
+    """``.../voices/*`` names every voice folder as its own speaker (a name two packages share gets its parent), and a
+    clip whose file name says the phrase is not used as a negative."""
+    import soundfile as sf
+
+    noise = np.random.default_rng(0).normal(0, 0.1, SAMPLE_RATE).astype(np.float32)
+    for rel in ("game/voices/British/Hello.ogg", "game/voices/British/Hey_Computer.ogg", "game/voices/Robot/Oops.ogg",
+                "game/voices/en/Ouch.ogg", "edu/sounds/en/moon_rocket.ogg", "edu/sounds/en/computer.ogg"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / rel, noise, SAMPLE_RATE)
+    cfg = DataConfig(phrase="hey computer", n_positive=0, n_adversarial=0, n_speech=0, n_words=0, n_noise=0,
+                     engines=("espeak-ng",),
+                     optional_negative_dirs=(str(tmp_path / "game/voices/*"), str(tmp_path / "edu/sounds/*"),
+                                             str(tmp_path / "nothing/*")))
+    jobs = {Path(j.path).name: j.speaker for j in plan(cfg) if j.engine == "user"}
+    assert jobs == {"Hello.ogg": "user:British", "Oops.ogg": "user:Robot", "Ouch.ogg": "user:voices/en",
+                    "moon_rocket.ogg": "user:sounds/en", "computer.ogg": "user:sounds/en"}  # "computer" alone is not it
+    assert says_phrase(Path("x/Hey_Computer.ogg"), "Hey computer!") and not says_phrase(Path("x/Hey.ogg"), "hey computer")
 
 
 def test_the_operating_point_is_measured_without_near_phrases(tiny_run, tiny_data):

@@ -7,6 +7,7 @@ build does nothing. Audio is stored once per sha256.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -276,6 +277,36 @@ def file_fingerprint(path: str | Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+def optional_dirs(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    """The optional negative folders that exist. A pattern with ``*`` names every folder it matches, each one
+    speaker (``.../voices/*``: one folder per voice, so the voices spread over the splits)."""
+    out: list[str] = []
+    for pat in patterns:
+        full = str(Path(pat).expanduser())
+        found = sorted(d for d in glob.glob(full) if Path(d).is_dir()) if glob.has_magic(full) else (
+            [full] if Path(full).is_dir() else [])
+        if not found:
+            logger.info("optional negative folder %s is not there: skipped", pat)
+        out += [d for d in found if d not in out]
+    return tuple(out)
+
+
+def optional_speaker(root: Path, optional: tuple[str, ...]) -> str:
+    """A system package's folder is one speaker, named by the folder (with its parent when two folders share a
+    name: ``ktuberling/sounds/en`` and ``klettres/en``)."""
+    same = [d for d in optional if Path(d).name == root.name]
+    return f"user:{root.name}" if len(same) <= 1 else f"user:{root.parent.name}/{root.name}"
+
+
+def says_phrase(path: Path, phrase: str) -> bool:
+    """Whether a file's name says the phrase. The system packages read as optional negatives name their clips by
+    what they say (``Hello.ogg``, ``moon_rocket.ogg``): one that names the phrase would be a positive labelled 0."""
+    def letters(s: str) -> str:
+        return "".join(ch for ch in normalise(s) if ch.isalnum())
+    target = letters(phrase)
+    return bool(target) and target in letters(path.stem.replace("_", " ").replace("-", " "))
+
+
 def _user_files(dirs: tuple[str, ...]) -> list[tuple[Path, Path]]:
     out = []
     for d in dirs:
@@ -337,14 +368,15 @@ def plan(cfg: DataConfig) -> list[Job]:
         # 13 "composers": the speaker id decides the split, so held-out splits get unheard pieces.
         jobs.append(Job(_job_id("music", cfg.seed, i, cfg.music_s), "music", 0, "synthetic", "music",
                         f"music:{i % 13}", seed=cfg.seed * 100_019 + i))
-    optional = tuple(d for d in cfg.optional_negative_dirs if Path(d).expanduser().is_dir())
-    for d in sorted(set(cfg.optional_negative_dirs) - set(optional)):
-        logger.info("optional negative folder %s is not there: skipped", d)
+    optional = optional_dirs(cfg.optional_negative_dirs)
     for dirs, kind, label in ((cfg.positive_dirs, "positive", 1), (cfg.negative_dirs + optional, "speech", 0),
                               (cfg.noise_dirs, "noise", 0)):
         for p, root in _user_files(dirs):
+            if str(root) in optional and says_phrase(p, cfg.phrase):
+                logger.info("optional negative %s may say the phrase (its name): left out", p)
+                continue
             # a system package is one speaker (its sub-folders are the same person)
-            speaker = f"user:{root.name}" if str(root) in optional else _speaker_of_file(p, root, kind)
+            speaker = optional_speaker(root, optional) if str(root) in optional else _speaker_of_file(p, root, kind)
             try:
                 file_s = sf.info(str(p)).duration
             except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError):
