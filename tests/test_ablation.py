@@ -116,3 +116,27 @@ def test_a_variant_distilled_from_another_variant_at_the_same_seed(tmp_path, tin
                      ({"teacher_variant": "default", "nope": 1}, "unknown distill config keys")):
         with pytest.raises(ValueError, match=msg):
             AblationExperiment.from_yaml(_config(tmp_path, tiny_data, {"default": {}, "d": {"distill": bad}}))
+
+
+def test_a_variant_may_train_on_another_data_folder(tmp_path, tiny_data):
+    """A data lever: the variant's ``data_dir`` is the folder it trains on (another build of the data), the
+    others train on the experiment's; a folder that is not a data set fails before any training."""
+    import shutil
+
+    other = tmp_path / "other_data"
+    shutil.copytree(tiny_data, other)
+    exp = AblationExperiment.from_yaml(_config(tmp_path, tiny_data, {"default": {},
+                                                                     "more_data": {"data_dir": str(other)}}))
+    res = ablation_experiment(exp, tmp_path / "out")
+    used = {v: json.loads((tmp_path / "out" / f"{v}_seed0" / "config.json").read_text())["data_dir"]
+            for v in ("default", "more_data")}
+    assert used == {"default": str(tiny_data.resolve()), "more_data": str(other.resolve())}
+    assert res["variants"]["more_data"]["overrides"] == {"data_dir": str(other)}
+    assert "data_dir" not in json.loads((tmp_path / "out" / "more_data_seed0" / "config.json").read_text())["train"]
+    missing = AblationExperiment.from_yaml(_config(tmp_path, tiny_data, {"default": {},
+                                                                         "gone": {"data_dir": str(tmp_path / "no")}}))
+    with pytest.raises(FileNotFoundError, match="no data set"):
+        ablation_experiment(missing, tmp_path / "out2")
+    assert not (tmp_path / "out2" / "default_seed0").exists()
+    with pytest.raises(ValueError, match="variant 'bad'.*data_dir"):
+        AblationExperiment.from_yaml(_config(tmp_path, tiny_data, {"default": {}, "bad": {"data_dir": 3}}))

@@ -398,6 +398,8 @@ class AblationExperiment:
                 spec = over.pop("distill", None)
                 if spec is not None:
                     _check_distill_variant(name, spec, exp.variants)
+                if not isinstance(over.pop("data_dir", ""), str):
+                    raise ValueError("data_dir must be a path to a built data folder")
                 cfg = TrainConfig.from_dict(deep_merge(exp.train, over))
                 AugmentConfig.from_dict(cfg.augment)
                 SpecAugmentConfig(**cfg.specaugment)
@@ -483,8 +485,10 @@ def ablation_experiment(exp: AblationExperiment, out_dir: str | Path, workers: i
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = Path(exp.data_dir)
-    if not (data / "manifest.csv").exists():
-        raise FileNotFoundError(f"no data set at {data}: run `wakeword data build` (or `make demo`) first")
+    folders = _variant_data(exp)  # a variant may train on another data folder (a data lever)
+    for folder in {data, *folders.values()}:
+        if not (folder / "manifest.csv").exists():
+            raise FileNotFoundError(f"no data set at {folder}: run `wakeword data build` (or `make demo`) first")
     (out_dir / "experiment.json").write_text(json.dumps(exp.__dict__, indent=2, default=list))
     jobs = []
     # Seed-major, so an experiment stopped early has every variant at the same seeds.
@@ -492,9 +496,10 @@ def ablation_experiment(exp: AblationExperiment, out_dir: str | Path, workers: i
         for name, over in exp.variants.items():
             over = dict(over or {})
             spec = over.pop("distill", None)
+            over.pop("data_dir", None)
             train = deep_merge(exp.train, {**over, "seed": seed})
-            job = {"kind": "student", "train": train, "data_dir": str(data.resolve()), "variant": name,
-                   "seed": seed, "run_dir": str(out_dir / f"{name}_seed{seed}"), "sets": list(exp.sets),
+            job = {"kind": "student", "train": train, "data_dir": str(folders.get(name, data).resolve()),
+                   "variant": name, "seed": seed, "run_dir": str(out_dir / f"{name}_seed{seed}"), "sets": list(exp.sets),
                    "snr_db": list(exp.snr_db)}
             if spec is not None:  # distilled from another variant's run at this seed (trained in phase 1)
                 teacher = out_dir / f"{spec['teacher_variant']}_seed{seed}" / "best.pt"
@@ -519,12 +524,19 @@ def ablation_experiment(exp: AblationExperiment, out_dir: str | Path, workers: i
     return results
 
 
+def _variant_data(exp: AblationExperiment) -> dict[str, Path]:
+    """Variants that train on another data folder than the experiment's (``data_dir`` in their overrides)."""
+    return {name: Path(over["data_dir"]) for name, over in exp.variants.items() if (over or {}).get("data_dir")}
+
+
 def summarise_ablation(exp: AblationExperiment, done: dict, data_dir: Path) -> dict:
     fa = str(float(exp.fa_per_hour))  # the key the bench report uses
-    try:
-        dcfg = json.loads((data_dir / "data_config.json").read_text())
-    except (OSError, ValueError):
-        dcfg = {}
+    dcfgs = []
+    for folder in {data_dir, *_variant_data(exp).values()}:
+        try:
+            dcfgs.append(json.loads((folder / "data_config.json").read_text()))
+        except (OSError, ValueError):
+            pass
     rows = {}
     for name, over in exp.variants.items():
         seeds = [s for s in exp.seeds if (name, s) in done]
@@ -548,9 +560,11 @@ def summarise_ablation(exp: AblationExperiment, done: dict, data_dir: Path) -> d
                          "values": v} for m, v in c.items() if v} for k, c in cells.items()}
         rows[name] = {"overrides": over or {}, "seeds": seeds, "metrics": stats}
     return {"fa_per_hour": exp.fa_per_hour, "seeds": list(exp.seeds), "train": exp.train, "variants": rows,
-            "data_dir": str(data_dir), "real_positives_in_training": bool(dcfg.get("positive_dirs")),
-            "real_audio_in_training": bool(dcfg.get("positive_dirs") or dcfg.get("negative_dirs")
-                                           or dcfg.get("noise_dirs"))}
+            "data_dir": str(data_dir), "real_positives_in_training": any(d.get("positive_dirs") for d in dcfgs),
+            "real_audio_in_training": any(d.get("positive_dirs") or d.get("negative_dirs") or d.get("noise_dirs")
+                                          for d in dcfgs),
+            # recordings of system packages (real speech in other languages, game and education voices)
+            "packaged_recordings_in_training": any(d.get("optional_negative_dirs") for d in dcfgs)}
 
 
 def ablation_markdown(results: dict, command: str) -> str:
@@ -582,6 +596,8 @@ def ablation_markdown(results: dict, command: str) -> str:
             lines.append(f"| {name} | {cond} | {','.join(map(str, r['seeds']))} | " + " | ".join(cells) + " |")
     changes = "\n".join(f"- `{name}`: `{json.dumps(r['overrides'])}`" for name, r in rows.items() if r["overrides"])
     real = ("real recordings went into training" if results["real_audio_in_training"]
+            else "no real recording of the user's went into training, only recorded voices of system packages as "
+                 "negatives (none of them in the development sets)" if results.get("packaged_recordings_in_training")
             else "no real recording went into training (synthetic speech, music and noise only)")
     return (f"Command: `{command}`\n\nMean ± std over seeds {results['seeds']} (in brackets: difference from "
             f"the default recipe). FRR@{fa} FA/h = false-reject rate at {fa} false accepts per hour; AUT = area "
