@@ -250,6 +250,13 @@ def test_training_from_the_cache_selects_by_frr_and_calibrates_to_a_false_accept
     assert len(log) == 2
     with pytest.raises(ValueError, match="frozen embedding"):
         fit(TrainConfig(cache_draws=2, epochs=1, steps_per_epoch=1), tiny_data, tmp_path / "run2", progress=False)
+    # a stream far too short for 0.5 FA/h: the threshold is extrapolated from its highest false-accept peaks
+    tail = fit(TrainConfig(arch="speech_embedding", model={"hidden": 8, "context": 4}, epochs=1, steps_per_epoch=3,
+                           batch_size=8, cache_draws=2, threshold_fa_per_hour=0.5, threshold_tail=True,
+                           val_noisy=True, num_workers=0), tiny_data, tmp_path / "run3", progress=False)["best"]
+    assert tail["val_stream_hours"] * 0.5 < 3 and tail["val_tail_peaks"] >= 5
+    assert tail["val_threshold"] > tail["val_threshold_measured"] == tail["val_threshold_fa0.5"]
+    assert load_checkpoint(tmp_path / "run3" / "best.pt")["threshold"] == pytest.approx(tail["val_threshold"])
 
 
 def test_bench_scores_through_shared_embeddings_equal_the_checkpoints_own(tmp_path, speech_audio):

@@ -404,3 +404,30 @@ def test_plots_reject_empty(tmp_path) -> None:
         plot_det({"a": (np.array([0.0, 1.0]), np.array([1.0]))}, tmp_path / "x.png")
     with pytest.raises(ValueError):
         plot_roc({}, tmp_path / "y.png")
+
+
+def test_tail_threshold_extrapolates_a_rate_a_short_stream_cannot_show() -> None:
+    """0.2 h of stream cannot hold 0.5 FA/h (one false accept is 5 FA/h): "within 0.5 FA/h on it" is merely "above
+    its highest peak". The tail fit on its 20 highest peaks lands near 0.5 FA/h on 20 h of the same kind of stream,
+    where the measured threshold fires several times as often."""
+    from wakeword.evaluation.metrics import TailFit, tail_threshold
+
+    hop = 0.08
+    fit_err, measured_err = [], []
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+
+        def stream(hours: float, rng: np.random.Generator = rng) -> np.ndarray:
+            return 1.0 / (1.0 + np.exp(-rng.logistic(-6.0, 1.0, int(hours * 3600 / hop))))
+
+        long, short = [stream(20.0)], [stream(0.2)]
+        fit = tail_threshold(short, hop, 0.5)
+        assert isinstance(fit, TailFit) and fit.peaks == 20 and fit.threshold > fit.base_threshold
+        assert fit.scale == pytest.approx(1.0, rel=0.5)  # the logistic tail's scale on the logit axis
+        measured = frr_at_fa_per_hour([0.999], short, hop, 0.5).threshold
+        fit_err.append(abs(np.log(false_accepts_per_hour(long, fit.threshold, hop) / 0.5)))
+        measured_err.append(abs(np.log(max(false_accepts_per_hour(long, measured, hop), 1e-3) / 0.5)))
+    assert max(fit_err) < np.log(5) and np.mean(fit_err) < 0.5 * np.mean(measured_err)
+    # nothing to extrapolate: a rate the stream shows, or too few false accepts to fit
+    assert tail_threshold(short, hop, 1000.0) is None
+    assert tail_threshold([np.full(1000, 0.01)], hop, 0.5) is None

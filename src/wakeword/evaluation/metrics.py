@@ -417,6 +417,64 @@ def frr_at_fa_per_hour(pos_scores: ArrayLike, neg_streams: Sequence[ArrayLike], 
     return point
 
 
+TAIL_PEAKS = 20  # false-accept peaks the tail fit of ``tail_threshold`` uses
+TAIL_MIN_EVENTS = 3.0  # below this many expected false accepts on the stream, the target is extrapolated
+
+
+@dataclass(frozen=True)
+class TailFit:
+    """A threshold for a false-accept rate lower than a short stream can show, from its highest peaks."""
+
+    threshold: float  # score at which the fitted tail gives target_fa_per_hour
+    target_fa_per_hour: float
+    peaks: int  # false-accept events the fit used (the highest ones)
+    base_threshold: float  # the lowest of them (the tail's origin)
+    base_fa_per_hour: float  # the stream's FA/h at base_threshold
+    scale: float  # mean excess logit over the base (the exponential tail's scale)
+
+
+def _logit(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 1e-12, 1 - 1e-12)
+    return np.log(x) - np.log1p(-x)
+
+
+def tail_threshold(neg_streams: Sequence[ArrayLike], hop_s: float, target_fa_per_hour: float,
+                   refractory_s: float = REFRACTORY_S, peaks: int = TAIL_PEAKS, min_peaks: int = 5
+                   ) -> TailFit | None:
+    """Threshold at a false-accept rate below what the streams can measure (peaks over threshold).
+
+    A 0.2 h validation stream cannot tell 0.5 FA/h from 4 (one false accept is 5 FA/h), so "the lowest threshold
+    within 0.5 FA/h on it" is merely "above its highest peak", which real streams exceed several-fold. Here the
+    ``peaks`` highest false-accept events (with the refractory window, as counted by ``false_accepts_per_hour``)
+    fit an exponential tail on the logit scale: above the lowest of them, u, FA/h(t) = FA/h(u) exp(-(t - u) / m),
+    m the mean excess of the others over u (the maximum-likelihood scale), solved for the target.
+
+    Scores must be probabilities in [0, 1]. None when the streams hold fewer than ``min_peaks`` events, or when
+    the target is not below FA/h(u) (measure it directly then: ``frr_at_fa_per_hour``).
+    """
+    target = _check_positive(target_fa_per_hour, "target_fa_per_hour")
+    streams = _as_streams(neg_streams)
+    index = _StreamIndex(streams, _check_positive(hop_s, "hop_s"),
+                         _check_positive(refractory_s, "refractory_s", allow_zero=True))
+    cands = np.unique(index.peaks)[::-1]
+    top = np.array([float(cands[0]) + 1.0])
+    ts, fa, _ = _scan(top, index, cands, stop_above=(peaks + 0.5) / index.hours)
+    counts = np.maximum.accumulate(np.rint(fa * index.hours).astype(int))  # events at or above each threshold
+    firsts = np.searchsorted(counts, np.arange(1, peaks + 1), side="left")  # first threshold with >= c events
+    firsts = firsts[firsts < counts.size]
+    if firsts.size < min_peaks:
+        return None
+    z = _logit(ts[firsts])  # the event peaks, highest first
+    u, n = float(z[-1]), int(counts[firsts[-1]])
+    base_rate = n / index.hours
+    if target >= base_rate:
+        return None
+    scale = max(float(np.mean(z[:-1] - u)), 1e-6)
+    t = u + scale * np.log(base_rate / target)
+    return TailFit(threshold=float(1.0 / (1.0 + np.exp(-t))), target_fa_per_hour=target, peaks=int(firsts.size),
+                   base_threshold=float(ts[firsts[-1]]), base_fa_per_hour=float(base_rate), scale=scale)
+
+
 def fa_frr_curve(pos_scores: ArrayLike, neg_streams: Sequence[ArrayLike], hop_s: float,
                  refractory_s: float = REFRACTORY_S, max_fa_per_hour: float | None = None,
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

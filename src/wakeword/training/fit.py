@@ -87,6 +87,10 @@ class TrainConfig:
     threshold_fa_per_hour: float = -1.0  # >= 0: the checkpoint's default threshold is the lowest whose false
     #                       accepts per hour on the validation stream stay within this; < 0: the lowest threshold
     #                       no validation negative clip reaches (earlier checkpoints)
+    threshold_tail: bool = False  # with threshold_fa_per_hour: when the validation stream is too short to hold
+    #                       that many false accepts (< 3 expected), extrapolate the threshold from its 20 highest
+    #                       false-accept peaks (an exponential tail, metrics.tail_threshold) instead of "above its
+    #                       highest peak", which a real stream exceeds several-fold (docs/RESULTS.md, issue #16)
     val_noisy: bool = False  # the validation stream also holds every negative again under validation noise
     #                          (5-20 dB SNR), and positives too: validation hears noisy rooms as well
     operating_exclude_kinds: tuple[str, ...] = ("adversarial", "hard_negative")  # negatives left out of the
@@ -245,6 +249,17 @@ def stream_validation(scorer, rows: list[ClipRow], clips: list[np.ndarray], cfg:
         cal = metrics.frr_at_fa_per_hour(sc.pos_scores, sc_op.neg_streams, sc.hop_s, cfg.threshold_fa_per_hour)
         out.update({"val_threshold": cal.threshold, "val_frr_at_threshold": cal.frr,
                     "val_fa_per_hour_at_threshold": cal.fa_per_hour, "threshold_fa_per_hour": cfg.threshold_fa_per_hour})
+        short = cfg.threshold_fa_per_hour * out["val_stream_hours"] < metrics.TAIL_MIN_EVENTS
+        tail = (metrics.tail_threshold(sc_op.neg_streams, sc.hop_s, cfg.threshold_fa_per_hour)
+                if cfg.threshold_tail and short and cfg.threshold_fa_per_hour > 0 else None)
+        if tail is not None:
+            pos = np.asarray(sc.pos_scores)
+            out.update({"val_threshold_measured": cal.threshold, "val_threshold": tail.threshold,
+                        "val_frr_at_threshold": float(np.mean(pos < tail.threshold)),
+                        "val_fa_per_hour_at_threshold": metrics.false_accepts_per_hour(
+                            sc_op.neg_streams, tail.threshold, sc.hop_s),
+                        "val_tail_peaks": tail.peaks, "val_tail_scale": tail.scale,
+                        "val_tail_base_fa_per_hour": tail.base_fa_per_hour})
     else:
         out.update(calibrated_threshold(labels, scores))
     return out
