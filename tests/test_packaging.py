@@ -42,6 +42,27 @@ def test_config_names_resolve_to_shipped_recipes(tmp_path, monkeypatch):
     assert configs.eval_set_path("configs/eval/real_dev_computer.yaml") == configs.shipped("eval/real_dev_computer")
 
 
+def test_every_shipped_recipe_loads():
+    """Each recipe usable by name parses into the configs its commands build (a typo fails here, not after an hour
+    of data building); the full recipe is the demo's with Kokoro, more draws and more steps."""
+    import yaml
+
+    from wakeword import configs
+    from wakeword.dataset.build import DataConfig
+    from wakeword.training.fit import TrainConfig
+
+    for name in configs.RECIPES:
+        d = yaml.safe_load(configs.shipped(name).read_text())
+        if "data" in d:
+            DataConfig.from_dict(d["data"])
+        TrainConfig.from_dict(d["train"])
+    full = yaml.safe_load(configs.shipped("full").read_text())
+    demo = yaml.safe_load(configs.shipped("demo").read_text())
+    assert full["data"]["engine_weights_by_kind"]["positive"]["kokoro"] > 0
+    assert full["train"]["cache_draws"] > demo["train"]["cache_draws"]
+    assert TrainConfig.from_dict(full["train"]).threshold_fa_per_hour == 0.5
+
+
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     res = subprocess.run(cmd, capture_output=True, text=True, **kw)
     assert res.returncode == 0, f"{cmd}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"

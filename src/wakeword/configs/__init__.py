@@ -11,7 +11,7 @@ from importlib.resources import files
 from pathlib import Path
 
 # `--config NAME` works for these without a path
-RECIPES = ("demo", "demo_student", "demo_distilled", "demo_micro", "demo_micro_distilled")
+RECIPES = ("demo", "full", "demo_student", "demo_distilled", "demo_micro", "demo_micro_distilled")
 RECOMMENDED = "demo"  # the recipe `wakeword train` / `wakeword demo` use when given no config
 EVAL_PRESETS = {"real-dev": "real_dev_computer"}  # `wakeword bench --preset NAME` (../shared/data/real)
 
