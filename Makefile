@@ -5,16 +5,13 @@
 setup:
 	bash scripts/setup.sh
 
-# The demo sets up what it needs only: no TensorFlow converter (ESPHome export), no browser (UI test) and no voice
-# packs (the full data recipe's real negatives); ~3 min less on a fresh machine (docs/BENCHMARKS.md, "Demo wall time").
+# The demo sets up what it needs only: no TensorFlow converter (ESPHome export) and no browser (UI test); ~3 min
+# less on a fresh machine (docs/BENCHMARKS.md, "Demo wall time").
 demo:
-	WAKEWORD_SKIP_TFLITE=1 WAKEWORD_SKIP_BROWSER=1 WAKEWORD_SKIP_VOICE_PACKS=1 bash scripts/setup.sh
+	WAKEWORD_SKIP_TFLITE=1 WAKEWORD_SKIP_BROWSER=1 bash scripts/setup.sh
 	wakeword demo --out work/demo
 
-# The tests read no voice pack (the full data recipe's real negatives), so their set-up leaves them out.
-test:
-	WAKEWORD_SKIP_VOICE_PACKS=1 bash scripts/setup.sh
-	$(MAKE) lint
+test: setup lint
 	HF_HUB_OFFLINE=1 python3 -m pytest -q
 
 # ruff with the rules pinned in pyproject.toml; mypy on src/ (its configuration is in pyproject.toml too)
