@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,15 +140,17 @@ def test_cached_embeddings_equal_recomputed_ones_and_resume(tiny_data, tmp_path,
             ref = model.backbone.embedding(audio[None])[0].numpy()
         got = np.asarray(emb[d * len(ds) + i], np.float32)
         assert np.abs(got - ref).max() <= 2e-3 * max(1.0, float(np.abs(ref).max()))  # float16 storage
-    # a build killed before its last chunk: two chunks on disk, a stale temporary file, no joined array
+    # a build killed before its last chunks: one chunk on disk, a stale temporary file, no joined array
     (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith("train-")]
     full = np.array(emb)
     (folder / "embeddings.npy").unlink()
     np.save(folder / "part-000000000.npy", full[:8])
-    np.save(folder / "part-000000008.npy", full[8:16])
     (folder / "part-000000016.123.tmp.npy").write_bytes(b"half a file")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (folder / "claim-000000016").write_text(dead.stdout.strip())  # claimed by a run that died
+    reused = folder / "claim-000000008"  # a dead run's old claim whose pid a live process holds now
+    reused.write_text(str(os.getppid()))
+    os.utime(reused, (time.time() - 3600, time.time() - 3600))
     again = train_cache(ds, model.backbone, 2, tmp_path, {"w": model.window_len}, progress=False, num_workers=0)
     assert np.array_equal(np.asarray(again), full)
     assert not list(folder.glob("part-*[0-9].npy")) and not list(folder.glob("claim-*"))  # joined and removed
@@ -257,6 +261,10 @@ def test_training_from_the_cache_selects_by_frr_and_calibrates_to_a_false_accept
     assert tail["val_stream_hours"] * 0.5 < 3 and tail["val_tail_peaks"] >= 5
     assert tail["val_threshold"] > tail["val_threshold_measured"] == tail["val_threshold_fa0.5"]
     assert load_checkpoint(tmp_path / "run3" / "best.pt")["threshold"] == pytest.approx(tail["val_threshold"])
+    with pytest.raises(ValueError, match="threshold_tail"):
+        fit(TrainConfig(arch="speech_embedding", model={"hidden": 8, "context": 4}, epochs=1, steps_per_epoch=1,
+                        cache_draws=2, threshold_tail=True, num_workers=0), tiny_data, tmp_path / "run4",
+            progress=False)
 
 
 def test_bench_scores_through_shared_embeddings_equal_the_checkpoints_own(tmp_path, speech_audio):

@@ -31,6 +31,7 @@ from tqdm import tqdm
 logger = logging.getLogger(__name__)
 
 CHUNK = 256  # windows per resumable chunk (a few seconds of work)
+STALE_CLAIM_S = 600.0  # a claim on a chunk older than this is a dead run's, whatever process holds its pid now
 
 
 def digest(*parts) -> str:
@@ -140,6 +141,9 @@ def _claim(parts_dir: Path, start: int) -> bool:
                 text = claim.read_text()
                 age = time.time() - claim.stat().st_mtime
             except FileNotFoundError:  # just released
+                continue
+            if age > STALE_CLAIM_S:  # a chunk takes seconds: its run died (its pid may be another process's now)
+                claim.unlink(missing_ok=True)
                 continue
             if not text.strip().isdigit():  # its owner is writing its pid, or died doing so
                 if age < 5:

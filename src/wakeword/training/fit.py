@@ -393,6 +393,8 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
 
     if cfg.select not in ("pauc", "frr"):
         raise ValueError(f"select must be 'pauc' or 'frr', got {cfg.select!r}")
+    if cfg.threshold_tail and cfg.threshold_fa_per_hour <= 0:
+        raise ValueError("threshold_tail extrapolates the threshold to threshold_fa_per_hour: set it (> 0), e.g. 0.5")
     if cfg.init_from:
         init = load_checkpoint(cfg.init_from)
         model = model_from_checkpoint(init)
