@@ -21,6 +21,9 @@ for lang in fr it ru; do
   [ -d /usr/share/asterisk/sounds ] && ls -d /usr/share/asterisk/sounds/${lang}_* >/dev/null 2>&1 \
     || need_apt+=(asterisk-core-sounds-${lang}-wav)
 done
+# Natural English sentences (quotes, sayings, jokes: ~14,000 after filtering) as texts for negative speech
+# (data.n_sentences, data.sentence_corpora); without them a build that asks for sentences makes none and says so.
+[ -f /usr/share/games/fortunes/literature ] || need_apt+=(fortunes fortunes-min)
 # Real recorded voices (English among them) as negatives, for the experiment of configs/ablation_v3_data.yaml only:
 # Hedgewars' voice packs, KTuberling's spoken words, KLettres' letters and syllables (~270 MB installed). They made
 # real-voice results worse (docs/RESULTS.md, issue #16), so no recipe reads them: WAKEWORD_VOICE_PACKS=1 installs them.

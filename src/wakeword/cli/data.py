@@ -12,8 +12,8 @@ def cmd_data_build(a: argparse.Namespace) -> int:
     from wakeword.dataset.build import DataConfig, build
 
     d = load_yaml(a.config, "data")
-    for key in ("phrase", "seed", "n_positive", "n_adversarial", "n_speech", "n_noise", "n_words", "n_music",
-                "workers"):
+    for key in ("phrase", "seed", "n_positive", "n_adversarial", "n_speech", "n_noise", "n_words", "n_sentences",
+                "n_music", "workers"):
         put(d, key, getattr(a, key))
     put(d, "engines", a.engines.split(",") if a.engines else None)
     for key, dirs in (("positive_dirs", a.positive_dir), ("negative_dirs", a.negative_dir), ("noise_dirs", a.noise_dir)):
@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--n-speech", type=int)
     b.add_argument("--n-noise", type=int)
     b.add_argument("--n-words", type=int, help="isolated common words (single-word negatives)")
+    b.add_argument("--n-sentences", type=int, help="natural English sentences from data.sentence_corpora (negatives)")
     b.add_argument("--n-music", type=int, help="synthetic music clips (negatives and background)")
     b.add_argument("--engines", help="comma-separated subset of espeak-ng,flite,festival,piper")
     b.add_argument("--workers", type=int)

@@ -37,7 +37,14 @@ from wakeword.audio.mixing import NOISE_COLOURS, coloured_noise
 from wakeword.audio.music import synth_music
 from wakeword.audio.tts import BACKENDS, Prosody, Voice, available_backends
 from wakeword.dataset.manifest import ClipRow, append_rows, read_manifest, writer_lock
-from wakeword.dataset.text import adversarial_texts, normalise, speech_texts, word_texts
+from wakeword.dataset.text import (
+    adversarial_texts,
+    corpus_sentences,
+    normalise,
+    sentence_texts,
+    speech_texts,
+    word_texts,
+)
 from wakeword.defaults import AUDIO_EXTENSIONS, WINDOW_S
 
 logger = logging.getLogger(__name__)
@@ -56,6 +63,10 @@ class DataConfig:
     n_babble: int = 20  # babble clips made from the build's own negative speech
     n_words: int = 600  # isolated common words (single-word negatives, like people say to each other;
     #                     cut real-voice false accepts in the ablation, docs/RESULTS.md)
+    n_sentences: int = 0  # natural English sentences from sentence_corpora (kind "sentence"): people talking, where
+    #                       the "speech" texts are 40 written sentences and random word sequences
+    sentence_corpora: tuple[str, ...] = ("/usr/share/games/fortunes",)  # text files, folders or patterns of sentences
+    #                       (Debian's fortunes package by default, scripts/setup.sh installs it; missing: skipped)
     n_music: int = 0  # synthetic music clips (negatives, and background for mixing like noise; off by
     #                   default: it did not help on real voices in the ablation, docs/RESULTS.md)
     music_s: float = 8.0  # seconds per synthetic music clip
@@ -97,7 +108,7 @@ class DataConfig:
     LIMITS: ClassVar[dict[str, tuple]] = {
         "n_positive": (0, None, True), "n_adversarial": (0, None, True), "n_speech": (0, None, True),
         "n_noise": (0, None, True), "n_babble": (0, None, True), "n_words": (0, None, True),
-        "n_music": (0, None, True), "music_s": (0, 600, False), "noise_s": (0, 600, False),
+        "n_sentences": (0, None, True), "n_music": (0, None, True), "music_s": (0, 600, False), "noise_s": (0, 600, False),
         "val_frac": (0, 1, True), "test_frac": (0, 1, True), "window_s": (0, 10, False),
         "max_file_s": (0, None, False), "chunk_s": (0.25, None, True), "workers": (1, 64, True),
         "min_positive_s": (0, None, True), "kokoro_mix_prob": (0, 1, True)}
@@ -133,7 +144,7 @@ class DataConfig:
             raise ConfigError("data config", problems)
         d = dict(d)
         for k in ("engines", "train_speakers", "rate_range", "pitch_range", "positive_dirs", "negative_dirs", "noise_dirs",
-                  "optional_negative_dirs"):
+                  "optional_negative_dirs", "sentence_corpora"):
             if k in d and d[k] is not None:
                 d[k] = tuple(d[k])
         return cls(**d)
@@ -358,6 +369,12 @@ def plan(cfg: DataConfig) -> list[Job]:
         tts_jobs("speech", 0, speech_texts(phrase, cfg.n_speech, cfg.seed))
         # Planned after the other TTS jobs so adding words to a config leaves their draws unchanged.
         tts_jobs("word", 0, word_texts(phrase, cfg.n_words, cfg.seed))
+        if cfg.n_sentences:  # after the words: a folder with sentences holds every other clip of one without
+            corpus = corpus_sentences(cfg.sentence_corpora)
+            if not corpus:
+                logger.warning("data.n_sentences = %d but no sentence corpus was found (%s): no sentence clips",
+                               cfg.n_sentences, ", ".join(cfg.sentence_corpora) or "none given")
+            tts_jobs("sentence", 0, sentence_texts(phrase, cfg.n_sentences, cfg.seed, corpus))
     else:
         logger.warning("no TTS engine is installed: only user folders and noise will be used")
     for i in range(cfg.n_noise):

@@ -18,7 +18,8 @@ logger = logging.getLogger(__name__)
 
 # word: one isolated word (people say single words to each other and to devices); music: synthetic
 # music (melody, chords, bass, drums, sung vowels), also used as background for mixing like noise.
-KINDS = ("positive", "adversarial", "speech", "word", "music", "noise", "hard_negative")
+# sentence: a natural English sentence from a text corpus (data.n_sentences).
+KINDS = ("positive", "adversarial", "speech", "word", "sentence", "music", "noise", "hard_negative")
 BACKGROUND_KINDS = ("noise", "music")  # kinds mixed under other clips as background
 SPLITS = ("train", "val", "test")
 MANIFEST_NAME = "manifest.csv"

@@ -1,12 +1,14 @@
 """Texts to synthesise: the phrase, adversarial near-misses made from it, and general speech."""
 from __future__ import annotations
 
+import glob
 import logging
 import random
 import re
 import shutil
 import subprocess
 from importlib import resources
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,56 @@ def common_words() -> list[str]:
 def sentence_list() -> list[str]:
     txt = resources.files("wakeword.dataset.resources").joinpath("sentences.txt").read_text()
     return [s.strip() for s in txt.splitlines() if s.strip()]
+
+
+_SENTENCE_OK = re.compile(r"[A-Z][A-Za-z ,.'!?;:-]*[A-Za-z.!?]")
+
+
+def corpus_sentences(paths: tuple[str, ...] | list[str], min_words: int = 3, max_words: int = 16) -> list[str]:
+    """Natural English sentences from text files: plain text, or fortune(6) files (entries between ``%`` lines,
+    as Debian's ``fortunes`` package holds them). A path may be a file, a folder (its files without an extension:
+    fortune's data files; ``.txt`` files) or a ``*`` pattern; one that is not there is skipped with a log line.
+    Entries are split into sentences; attributions (``-- Name``), lines of code or art and sentences with digits
+    or other symbols (which engines read out unpredictably) are left out, and each sentence is kept once.
+    Sorted, so the draw from it depends on the corpus, not on the file system's order."""
+    files: list[Path] = []
+    for pat in paths:
+        full = str(Path(pat).expanduser())
+        found = sorted(glob.glob(full)) if glob.has_magic(full) else ([full] if Path(full).exists() else [])
+        if not found:
+            logger.info("sentence corpus %s is not there: skipped", pat)
+        for f in map(Path, found):
+            if f.is_dir():
+                files += sorted(p for p in f.iterdir() if p.is_file() and (not p.suffix or p.suffix == ".txt"))
+            elif f.is_file():
+                files.append(f)
+    out: set[str] = set()
+    for f in files:
+        try:
+            txt = f.read_bytes().decode("utf-8", errors="replace")
+        except OSError as e:
+            logger.warning("sentence corpus file %s cannot be read (%s): skipped", f, e)
+            continue
+        for entry in re.split(r"^%\s*$", txt, flags=re.M):
+            lines = [ln.strip() for ln in entry.splitlines()]
+            body = " ".join(ln for ln in lines if ln and not ln.startswith("--"))
+            for sent in re.split(r"(?<=[.!?])\s+", re.sub(r"\s+", " ", body).strip()):
+                sent = re.sub(r"^[A-Z][A-Z.' ]{0,24}:\s+", "", sent.strip(" \"'"))  # a dialogue's "BOB: ", "Q: "
+                if min_words <= len(sent.split()) <= max_words and _SENTENCE_OK.fullmatch(sent):
+                    out.add(sent)
+    return sorted(out)
+
+
+def sentence_texts(phrase: str, n: int, seed: int, sentences: list[str]) -> list[str]:
+    """``n`` sentences drawn from ``sentences`` without repeats (cycling, each repeat for another voice, when the
+    corpus is smaller), never one that says the phrase. The draw order does not depend on the phrase (a sentence
+    that says it is skipped for the next), so every phrase shares the other positions' texts (the clip cache)."""
+    order = list(sentences)
+    random.Random(seed + 3).shuffle(order)
+    ok = [s for s in order if not contains_phrase(s, phrase)]
+    if not ok or n <= 0:
+        return []
+    return [ok[i % len(ok)] for i in range(n)]
 
 
 def _syllable_chunks(word: str) -> list[str]:
