@@ -61,6 +61,36 @@ eval: {sets: [EVALSET]}
     audio = np.random.default_rng(0).normal(0, 0.05, 3 * 16000).astype(np.float32)
     scores = OnnxStreamer(export / "model.stream.onnx").feed(audio)
     assert len(scores) > 0 and np.all((scores >= 0) & (scores <= 1))
+    # ... and as the model Home Assistant's openWakeWord loads, named by the phrase, which openWakeWord itself runs
+    from openwakeword.model import Model
+
+    oww = export / "openwakeword" / "hey_nova.onnx"
+    manifest = json.loads(oww.with_suffix(".json").read_text())
+    assert manifest["wake_word"] == "hey nova" and manifest["embeddings"] == 16 and f"`{oww}`" in text
+    got = Model(wakeword_models=[str(oww)], inference_framework="onnx").predict(
+        (audio[:1280] * 32767).astype(np.int16))
+    assert set(got) == {"hey_nova"} and 0.0 <= got["hey_nova"] <= 1.0
+
+
+@pytest.mark.slow  # a mixednet trained a few steps, then TensorFlow's converter: about a minute on 2 cores
+def test_demo_of_the_esphome_student_writes_the_esphome_model(tmp_path):
+    from test_mww_export import SMALL, _tflite_python
+
+    from wakeword.pipeline import run_demo
+
+    _tflite_python()
+    cfg = tmp_path / "demo.yaml"
+    cfg.write_text(f"""
+data: {{phrase: computer, n_positive: 16, n_adversarial: 8, n_speech: 8, n_noise: 4, n_babble: 2, n_words: 0,
+       engines: [espeak-ng]}}
+train: {{arch: mixednet, model: {json.dumps(SMALL)}, epochs: 1, steps_per_epoch: 4, batch_size: 8}}
+eval: {{sets: []}}
+""")
+    text = run_demo(cfg, tmp_path / "out", progress=False, phrase="hey nova").read_text()
+    esphome = tmp_path / "out" / "export" / "esphome"
+    manifest = json.loads((esphome / "hey_nova.json").read_text())
+    assert manifest["type"] == "micro" and manifest["wake_word"] == "hey nova" and manifest["model"] == "hey_nova.tflite"
+    assert (esphome / "hey_nova.tflite").is_file() and "ESPHome / microWakeWord" in text
 
 
 def test_demo_refuses_a_distill_section_without_a_teacher(tmp_path):

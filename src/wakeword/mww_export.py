@@ -155,7 +155,8 @@ def pymicro_scores(manifest: Path, feats: np.ndarray) -> np.ndarray:
     return np.array(out, np.float32)
 
 
-def _slug(text: str) -> str:
+def model_name(text: str) -> str:
+    """The file name a phrase's model gets (ESPHome and openWakeWord name a model by its file): "hey nova" -> hey_nova."""
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "wake_word"
 
 
@@ -201,7 +202,7 @@ def export_microwakeword(checkpoint: str | Path, out_dir: str | Path, *, wake_wo
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    name = _slug(wake_word)
+    name = model_name(wake_word)
     with tempfile.TemporaryDirectory(prefix="mww_export_") as tmp:
         work = Path(tmp)
         (work / "spec.json").write_text(json.dumps(spec))

@@ -86,6 +86,7 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, 
     OnnxDetector(onnx_path)  # fails loudly if the export cannot be loaded back
     stream_path = export_streaming_onnx(det.model, out / "export" / "model.stream.onnx", metadata=meta)
     OnnxStreamer(stream_path)
+    device_lines = _device_export(det.model.arch, summary["best_checkpoint"], out, data_cfg.phrase)
     times["export_s"] = time.time() - t
 
     table = markdown_table(report)
@@ -105,6 +106,7 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, 
           + f"{summary['best'].get('val_frr_at_threshold', float('nan')):.1%} of validation positives)",
           (f"- ONNX: `{onnx_path}` ({onnx_path.stat().st_size / 1024:.0f} KiB); streaming: `{stream_path}` "
           "(`python examples/onnx_stream.py` runs it on a WAV file or a microphone)"),
+          *device_lines,
           f"- plots: `{out / 'eval' / 'det.png'}`, `{out / 'eval' / 'roc.png'}`",
           f"- timings (s): {json.dumps({k: round(v, 1) for k, v in times.items()})}", "", table, ""]
     if skipped_sets:
@@ -114,6 +116,38 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, 
     (out / "timings.json").write_text(json.dumps(times, indent=2))
     print("\n".join(md))
     return report_path
+
+
+def _device_export(arch: str, checkpoint: str | Path, out: Path, phrase: str) -> list[str]:
+    """The model in the format of the device it is for, as the report's lines: the speech-embedding detector as an
+    openWakeWord / Home Assistant model (OUT/export/openwakeword/NAME.onnx + .json), the mixednet student as an
+    ESPHome microWakeWord model (OUT/export/esphome/NAME.tflite + .json). Other models have none. A converter that
+    is not installed (the ESPHome one lives in .venv-tflite) is reported with the command that does it later."""
+    from wakeword.mww_export import ExportError, model_name
+
+    if arch == "speech_embedding":
+        from wakeword.oww_export import export_openwakeword
+
+        target, fmt, doc = out / "export" / "openwakeword" / f"{model_name(phrase)}.onnx", "openwakeword", "OPENWAKEWORD"
+    elif arch == "mixednet":
+        target, fmt, doc = out / "export" / "esphome", "microwakeword", "ESPHOME"
+    else:
+        return []
+    try:
+        if fmt == "openwakeword":
+            man = export_openwakeword(checkpoint, target)
+            return [f"- Home Assistant / openWakeWord: `{man['path']}` (+ `{Path(man['manifest']).name}`"
+                    + (f", `{man['tflite']}`" if man.get("tflite") else "") + f"; docs/{doc}.md)"]
+        from wakeword.mww_export import export_microwakeword
+
+        rep = export_microwakeword(checkpoint, target, data_dir=out / "data")
+        kib = Path(rep["tflite"]).stat().st_size / 1024
+        return [(f"- ESPHome / microWakeWord: `{rep['tflite']}` ({kib:.0f} KiB, int8 streaming) + `{rep['manifest']}` "
+                f"(tensor arena {rep['tensor_arena_size']:,} bytes; docs/{doc}.md)")]
+    except (ExportError, ValueError, OSError, RuntimeError) as exc:
+        logger.warning("no %s export: %s", fmt, exc)
+        return [(f"- no {fmt} export ({str(exc).splitlines()[0]}); later: `wakeword export --format {fmt} --model "
+                f"{checkpoint} --out {target}`")]
 
 
 # Training keys a teacher shares with the student unless its own section says otherwise: the same data
