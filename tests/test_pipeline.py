@@ -75,7 +75,6 @@ eval: {sets: [EVALSET]}
 @pytest.mark.slow  # a mixednet trained a few steps, then TensorFlow's converter: about a minute on 2 cores
 def test_demo_of_the_esphome_student_writes_the_esphome_model(tmp_path):
     from test_mww_export import SMALL, _tflite_python
-
     from wakeword.pipeline import run_demo
 
     _tflite_python()

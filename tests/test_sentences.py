@@ -91,3 +91,22 @@ def test_sentences_without_a_corpus_make_none_and_say_so(tmp_path, caplog):
         jobs = plan(cfg)
     assert not [j for j in jobs if j.kind == "sentence"] and [j for j in jobs if j.kind == "positive"]
     assert "no sentence corpus" in caplog.text
+
+
+def test_val_only_kinds_are_validated_on_never_trained_on(tiny_data, tmp_path):
+    from wakeword.dataset.manifest import read_manifest
+    from wakeword.training.fit import TrainConfig, fit
+
+    rows = read_manifest(tiny_data)
+    n = {s: sum(r.split == s for r in rows) for s in ("train", "val")}
+    speech_train = sum(r.split == "train" and r.kind == "speech" for r in rows)
+    assert speech_train > 0
+    base = dict(epochs=1, steps_per_epoch=1, batch_size=8, model={"width": 0.5})
+    plain = fit(TrainConfig(**base), tiny_data, tmp_path / "plain", progress=False)
+    held = fit(TrainConfig(**base, val_only_kinds=("speech",)), tiny_data, tmp_path / "held", progress=False)
+    assert (plain["train_clips"], plain["val_clips"]) == (n["train"], n["val"])
+    assert (held["train_clips"], held["val_clips"]) == (n["train"] - speech_train, n["val"] + speech_train)
+    with pytest.raises(ValueError, match="val_only_kinds"):
+        fit(TrainConfig(**base, val_only_kinds=("positive",)), tiny_data, tmp_path / "pos", progress=False)
+    with pytest.raises(ValueError, match="val_only_kinds"):
+        fit(TrainConfig(**base, val_only_kinds=("speeches",)), tiny_data, tmp_path / "typo", progress=False)

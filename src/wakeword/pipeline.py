@@ -152,8 +152,8 @@ def _device_export(arch: str, checkpoint: str | Path, out: Path, phrase: str) ->
 
 # Training keys a teacher shares with the student unless its own section says otherwise: the same data
 # mixture and augmentation, so teacher and student learn from the same windows.
-SHARED_TRAIN_KEYS = ("batch_size", "positive_fraction", "adversarial_fraction", "exclude_kinds", "background_kinds",
-                     "augment", "noise_dirs", "rir_dirs", "seed", "threads", "device")
+SHARED_TRAIN_KEYS = ("batch_size", "positive_fraction", "adversarial_fraction", "exclude_kinds", "val_only_kinds",
+                     "background_kinds", "augment", "noise_dirs", "rir_dirs", "seed", "threads", "device")
 
 
 def _train_teacher(doc: dict, out: Path, progress: bool):

@@ -50,6 +50,9 @@ class TrainConfig:
     adversarial_fraction: float = 0.3  # share of adversarial / hard negatives
     exclude_kinds: tuple[str, ...] = ()  # manifest kinds left out of training (e.g. ("music",) to ablate a
     #                                      data lever without rebuilding the data folder)
+    val_only_kinds: tuple[str, ...] = ()  # manifest kinds never trained on: their train- and val-split clips join
+    #                                       the validation set (test stays test), so the stream the threshold is
+    #                                       calibrated on grows (e.g. ("sentence",): hours of natural sentences)
     background_kinds: tuple[str, ...] = BACKGROUND_KINDS  # training clips of these kinds are also mixed
     #                                      under other windows as background (at the augment SNR)
     max_fpr: float = MAX_FPR  # pAUC region used for best-checkpoint selection
@@ -118,7 +121,8 @@ class TrainConfig:
         problems = check_config(cls, d, "train")
         if problems:
             raise ConfigError("train config", problems)
-        d = {k: tuple(v) if k in ("noise_dirs", "rir_dirs", "exclude_kinds", "background_kinds", "exclude_engines")
+        d = {k: tuple(v) if k in ("noise_dirs", "rir_dirs", "exclude_kinds", "background_kinds", "exclude_engines",
+                                  "val_only_kinds")
              else v
              for k, v in d.items()}
         return cls(**d)
@@ -381,12 +385,19 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         raise FileNotFoundError(f"no manifest in {data_dir}: run `wakeword data build` first")
     # Manifest order depends on which build job finished first: sort so sampling is reproducible.
     rows = sorted(rows, key=lambda r: r.clip_id)
-    for name in ("exclude_kinds", "background_kinds"):
+    for name in ("exclude_kinds", "background_kinds", "val_only_kinds"):
         unknown = set(getattr(cfg, name)) - set(KINDS)
         if unknown:
             raise ValueError(f"{name}: unknown kinds {sorted(unknown)}; known: {list(KINDS)}")
     rows = [r for r in rows if r.kind not in cfg.exclude_kinds and r.engine not in cfg.exclude_engines]
     train_rows, val_rows = select(rows, "train"), select(rows, "val")
+    if cfg.val_only_kinds:
+        held = [r for r in train_rows if r.kind in cfg.val_only_kinds]
+        if any(r.label == 1 for r in held):
+            raise ValueError("val_only_kinds: positives are always trained on; name negative kinds only")
+        train_rows = [r for r in train_rows if r.kind not in cfg.val_only_kinds]
+        val_rows = val_rows + held
+    clip_counts = {"train_clips": len(train_rows), "val_clips": len(val_rows)}
     for name, rs in (("train", train_rows), ("val", val_rows)):
         if not any(r.label == 1 for r in rs) or not any(r.label == 0 for r in rs):
             raise ValueError(f"the {name} split needs both positive and negative clips")
@@ -581,6 +592,7 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
         raise ValueError(f"training wrote no best.pt in {run_dir} (selection score per epoch: "
                          f"{[selection_score(r, cfg) for r in history]})")
     best_record = max(history, key=lambda r: selection_score(r, cfg)) if history else {}
-    summary = {"best": best_record, "best_checkpoint": str(run_dir / "best.pt"), "epochs": len(history), **size}
+    summary = {"best": best_record, "best_checkpoint": str(run_dir / "best.pt"), "epochs": len(history), **size,
+               **clip_counts}
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
