@@ -21,7 +21,7 @@ for lang in fr it ru; do
   [ -d /usr/share/asterisk/sounds ] && ls -d /usr/share/asterisk/sounds/${lang}_* >/dev/null 2>&1 \
     || need_apt+=(asterisk-core-sounds-${lang}-wav)
 done
-# Natural English sentences (quotes, sayings, jokes: ~14,000 after filtering) as texts for negative speech
+# Natural English sentences (quotes, sayings, jokes: 15,991 after filtering) as texts for negative speech
 # (data.n_sentences, data.sentence_corpora); without them a build that asks for sentences makes none and says so.
 [ -f /usr/share/games/fortunes/literature ] || need_apt+=(fortunes fortunes-min)
 # Real recorded voices (English among them) as negatives, for the experiment of configs/ablation_v3_data.yaml only:
