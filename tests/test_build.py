@@ -129,3 +129,14 @@ def test_negative_texts_do_not_depend_on_the_phrase_but_never_say_it():
             assert sum(x == y for x, y in zip(ta, tb)) >= 760, (make.__name__, a, b)
     assert any(contains_phrase(t, "computer") for t in word_texts("amelia", 5000, 0))  # the list holds it...
     assert not any(contains_phrase(t, "computer") for t in word_texts("computer", 5000, 0))  # ...and it is replaced
+
+
+def test_report_names_the_engines_that_spoke(tmp_path):
+    """An installed engine with no share of the clips (Kokoro by default) is available, not used."""
+    off = {"flite": 0.0}
+    report = build(_cfg(engines=("espeak-ng", "flite"), engine_weights_by_kind={"positive": off, "adversarial": off,
+                                                                                "speech": off}),
+                   tmp_path, progress=False)
+    assert report["engines_available"] == ["espeak-ng", "flite"]
+    assert report["engines_used"] == ["espeak-ng"]
+    assert {r.engine for r in read_manifest(tmp_path)} == {"espeak-ng", "synthetic"}

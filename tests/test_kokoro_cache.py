@@ -351,3 +351,19 @@ def test_the_operating_point_is_measured_without_near_phrases(tiny_run, tiny_dat
     share = real_like["val_stream_hours"] / everything["val_stream_hours"]
     assert share == pytest.approx(hours(lambda r: r.kind != "adversarial") / hours(lambda r: True), rel=0.1)
     assert real_like["val_fa_per_hour_at_threshold"] <= 5.0
+
+
+def test_streams_without_cuts_every_score_that_hears_an_excluded_clip():
+    """The operating point's stream comes from the one scoring pass: scores overlapping a near-phrase are cut out."""
+    from wakeword.evaluation.scoring import SetScores
+    from wakeword.training.fit import streams_without
+
+    hop, span = 0.5, 1.0  # a score every 0.5 s, each hearing 1 s
+    s0 = np.arange(13, dtype=np.float32)  # stream 0: clips a (0-3 s), near (3-4 s), b (4-7 s): scores start 0..6 s
+    s1 = np.arange(5, dtype=np.float32) + 100  # stream 1: clip c only
+    sc = SetScores(np.array([0.9]), np.zeros(4), [s0, s1], hop, ["a", "near", "b", "c"], [], [],
+                   [(0, 0.0), (0, 3.0), (0, 4.0), (1, 0.0)], span)
+    out = streams_without(sc, {"near"}, {"a": 3.0, "near": 1.0, "b": 3.0, "c": 3.0})
+    # the scores starting at 2.5, 3.0 and 3.5 s hear part of [3, 4): indices 5-7 cut; 0-4 and 8-12 stay
+    assert [list(x) for x in out] == [[0, 1, 2, 3, 4], [8, 9, 10, 11, 12], list(s1)]
+    assert streams_without(sc, set(), {})[0] is s0

@@ -72,10 +72,9 @@ def run_demo(config: str | Path | None, out: str | Path, progress: bool = True, 
             skipped_sets.append(str(exc))
             logger.warning("skipping evaluation set: %s", exc)
     det = Detector.load(summary["best_checkpoint"])
-    if getattr(det.model.backbone, "embedding_frozen", False):
-        from wakeword.training.feature_cache import all_cores
+    from wakeword.training.feature_cache import all_cores
 
-        all_cores(det.model.backbone)  # the evaluation's embeddings on every core (the head stays on one)
+    all_cores(det.model.backbone)  # a frozen embedding's evaluation on every core (the head stays on one)
     report = evaluate(det, sets, out / "eval", max_fpr=ev.get("max_fpr", MAX_FPR), threshold=ev.get("threshold"),
                       progress=progress)
     times["eval_s"] = time.time() - t

