@@ -2,7 +2,7 @@
 hour of audio. Writes JSON and prints a Markdown table (docs/BENCHMARKS.md keeps the figures with this command).
 
     python benchmarks/data_throughput.py --clips 24 --workers 2 --out docs/data_throughput.json \
-        [--cache work/data_k_computer/cache]
+        [--engines piper ...] [--cache work/data_k_computer/cache]
 """
 from __future__ import annotations
 
@@ -22,11 +22,13 @@ from wakeword.audio.tts import Prosody, available_backends
 from wakeword.dataset.text import speech_texts
 
 
-def engine_throughput(n_clips: int, workers: int, seed: int = 0) -> dict:
+def engine_throughput(n_clips: int, workers: int, seed: int = 0, engines: tuple[str, ...] = ()) -> dict:
     rng = random.Random(seed)
     texts = ["computer", "hey nova", "amelia"] + speech_texts("computer", n_clips, seed)
     out = {}
     for b in available_backends():
+        if engines and b.name not in engines:
+            continue
         voices = b.voices()
         jobs = [(texts[i % len(texts)], voices[rng.randrange(len(voices))]) for i in range(n_clips)]
         b.synthesize("warm up", voices[0], Prosody())  # model loading is not throughput
@@ -62,11 +64,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", type=int, default=24)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--engines", nargs="*", default=[], help="only these engines (default: every installed one)")
     ap.add_argument("--cache", type=Path)
     ap.add_argument("--out", type=Path, default=Path("docs/data_throughput.json"))
     a = ap.parse_args()
     report = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
-              "workers": a.workers, "engines": engine_throughput(a.clips, a.workers)}
+              "workers": a.workers, "engines": engine_throughput(a.clips, a.workers, engines=tuple(a.engines))}
     if a.cache:
         report["cache"] = cache_size(a.cache)
     a.out.parent.mkdir(parents=True, exist_ok=True)

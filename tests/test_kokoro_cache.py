@@ -367,3 +367,8 @@ def test_streams_without_cuts_every_score_that_hears_an_excluded_clip():
     # the scores starting at 2.5, 3.0 and 3.5 s hear part of [3, 4): indices 5-7 cut; 0-4 and 8-12 stay
     assert [list(x) for x in out] == [[0, 1, 2, 3, 4], [8, 9, 10, 11, 12], list(s1)]
     assert streams_without(sc, set(), {})[0] is s0
+    # every kept clip sits next to an excluded one: nothing is left to cut from, so the operating point falls back
+    # to every negative in stream_validation (streams_without itself returns no piece)
+    tight = SetScores(np.array([0.9]), np.zeros(3), [np.arange(2, dtype=np.float32)], hop, ["x", "w", "y"], [], [],
+                      [(0, 0.0), (0, 0.6), (0, 1.1)], span)
+    assert streams_without(tight, {"x", "y"}, {"x": 0.6, "w": 0.5, "y": 0.6}) == []

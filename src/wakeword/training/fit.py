@@ -235,10 +235,11 @@ def stream_validation(scorer, rows: list[ClipRow], clips: list[np.ndarray], cfg:
     op_streams = sc.neg_streams
     if excluded and len(excluded) < len(neg):
         op_streams = streams_without(sc, excluded, {r.clip_id: len(c) / SAMPLE_RATE for r, c in zip(rows, clips)})
-    elif excluded:
-        logger.warning("every validation negative is of an excluded kind %s: the operating point is measured "
-                       "on all of them", cfg.operating_exclude_kinds)
-    sc_op = replace(sc, neg_streams=op_streams)
+    if excluded and not op_streams:
+        logger.warning("no validation score hears only negatives outside %s: the operating point is measured on "
+                       "every negative", cfg.operating_exclude_kinds)
+        op_streams = sc.neg_streams
+    sc_op = replace(sc, neg_streams=op_streams)  # only its streams differ from sc's
     labels = np.r_[np.ones(len(sc.pos_scores)), np.zeros(len(sc.neg_clip_scores))]
     scores = np.r_[sc.pos_scores, sc.neg_clip_scores]
     p = pauc(labels, scores, cfg.max_fpr)
@@ -420,6 +421,10 @@ def fit(cfg: TrainConfig, data_dir: str | Path, run_dir: str | Path, resume: boo
             raise ValueError("val_only_kinds: positives are always trained on; name negative kinds only")
         train_rows = [r for r in train_rows if r.kind not in cfg.val_only_kinds]
         val_rows = val_rows + held
+        if not held and not any(r.kind in cfg.val_only_kinds for r in val_rows):
+            logger.warning("val_only_kinds %s: the data folder holds no such clips (for sentences: is Debian's "
+                           "fortunes installed? `bash scripts/setup.sh`), so validation is the val split alone",
+                           list(cfg.val_only_kinds))
     clip_counts = {"train_clips": len(train_rows), "val_clips": len(val_rows)}
     for name, rs in (("train", train_rows), ("val", val_rows)):
         if not any(r.label == 1 for r in rs) or not any(r.label == 0 for r in rs):
