@@ -327,7 +327,7 @@ def test_optional_negative_patterns_name_one_speaker_per_folder_and_leave_out_th
     assert says_phrase(Path("x/Hey_Computer.ogg"), "Hey computer!") and not says_phrase(Path("x/Hey.ogg"), "hey computer")
 
 
-def test_the_operating_point_is_measured_without_near_phrases(tiny_run, tiny_data):
+def test_the_operating_point_is_measured_without_near_phrases(tiny_run, tiny_data, caplog):
     """FRR selection and the calibrated threshold use a stream without the near-phrases (a real stream rarely
     holds them); clip pAUC still scores them, and with nothing excluded the stream holds every negative."""
     from dataclasses import replace
@@ -351,6 +351,13 @@ def test_the_operating_point_is_measured_without_near_phrases(tiny_run, tiny_dat
     share = real_like["val_stream_hours"] / everything["val_stream_hours"]
     assert share == pytest.approx(hours(lambda r: r.kind != "adversarial") / hours(lambda r: True), rel=0.1)
     assert real_like["val_fa_per_hour_at_threshold"] <= 5.0
+    # every negative of an excluded kind: nothing is left to cut from, so the stream is every negative, with a warning
+    negative_kinds = tuple({r.kind for r in rows if r.label == 0})
+    with caplog.at_level("WARNING", logger="wakeword"):
+        all_out = stream_validation(_TorchScorer(model, "cpu"), rows, clips,
+                                    replace(cfg, operating_exclude_kinds=negative_kinds))
+    assert all_out["val_stream_hours"] == everything["val_stream_hours"]
+    assert "operating point is measured on every negative" in caplog.text
 
 
 def test_streams_without_cuts_every_score_that_hears_an_excluded_clip():

@@ -232,38 +232,39 @@ def stream_validation(scorer, rows: list[ClipRow], clips: list[np.ndarray], cfg:
     neg = [(r.clip_id, c) for r, c in zip(rows, clips) if r.label == 0]
     sc = score_set(scorer, pos, neg, progress=False)
     excluded = {r.clip_id for r in rows if r.label == 0 and r.kind in cfg.operating_exclude_kinds}
-    op_streams = sc.neg_streams
-    if excluded and len(excluded) < len(neg):
-        op_streams = streams_without(sc, excluded, {r.clip_id: len(c) / SAMPLE_RATE for r, c in zip(rows, clips)})
-    if excluded and not op_streams:
-        logger.warning("no validation score hears only negatives outside %s: the operating point is measured on "
-                       "every negative", cfg.operating_exclude_kinds)
-        op_streams = sc.neg_streams
-    sc_op = replace(sc, neg_streams=op_streams)  # only its streams differ from sc's
+    op_streams = sc.neg_streams  # the operating point's stream: the negatives a real stream holds
+    if excluded:
+        cut = (streams_without(sc, excluded, {r.clip_id: len(c) / SAMPLE_RATE for r, c in zip(rows, clips)})
+               if len(excluded) < len(neg) else [])
+        if cut:
+            op_streams = cut
+        else:
+            logger.warning("no validation score hears only negatives outside %s: the operating point is measured "
+                           "on every negative", cfg.operating_exclude_kinds)
     labels = np.r_[np.ones(len(sc.pos_scores)), np.zeros(len(sc.neg_clip_scores))]
     scores = np.r_[sc.pos_scores, sc.neg_clip_scores]
     p = pauc(labels, scores, cfg.max_fpr)
     e, _ = eer(labels, scores)
-    op = metrics.frr_at_fa_per_hour(sc.pos_scores, sc_op.neg_streams, sc.hop_s, cfg.target_fa_per_hour)
+    op = metrics.frr_at_fa_per_hour(sc.pos_scores, op_streams, sc.hop_s, cfg.target_fa_per_hour)
     out = {"val_pauc": p.normalised, "val_pauc_mcclish": p.mcclish, "val_eer": e, "val_frr_at_target": op.frr,
            "val_fa_target": cfg.target_fa_per_hour,
-           "val_stream_hours": sum(len(s) for s in sc_op.neg_streams) * sc.hop_s / 3600}
+           "val_stream_hours": sum(len(s) for s in op_streams) * sc.hop_s / 3600}
     for t in CALIBRATION_TARGETS:  # what other calibration targets would choose (the ablation compares them)
-        op_t = metrics.frr_at_fa_per_hour(sc.pos_scores, sc_op.neg_streams, sc.hop_s, t)
+        op_t = metrics.frr_at_fa_per_hour(sc.pos_scores, op_streams, sc.hop_s, t)
         out[f"val_threshold_fa{t:g}"] = op_t.threshold
     if cfg.threshold_fa_per_hour >= 0:
-        cal = metrics.frr_at_fa_per_hour(sc.pos_scores, sc_op.neg_streams, sc.hop_s, cfg.threshold_fa_per_hour)
+        cal = metrics.frr_at_fa_per_hour(sc.pos_scores, op_streams, sc.hop_s, cfg.threshold_fa_per_hour)
         out.update({"val_threshold": cal.threshold, "val_frr_at_threshold": cal.frr,
                     "val_fa_per_hour_at_threshold": cal.fa_per_hour, "threshold_fa_per_hour": cfg.threshold_fa_per_hour})
         short = cfg.threshold_fa_per_hour * out["val_stream_hours"] < metrics.TAIL_MIN_EVENTS
-        tail = (metrics.tail_threshold(sc_op.neg_streams, sc.hop_s, cfg.threshold_fa_per_hour)
+        tail = (metrics.tail_threshold(op_streams, sc.hop_s, cfg.threshold_fa_per_hour)
                 if cfg.threshold_tail and short and cfg.threshold_fa_per_hour > 0 else None)
         if tail is not None:
             pos = np.asarray(sc.pos_scores)
             out.update({"val_threshold_measured": cal.threshold, "val_threshold": tail.threshold,
                         "val_frr_at_threshold": float(np.mean(pos < tail.threshold)),
                         "val_fa_per_hour_at_threshold": metrics.false_accepts_per_hour(
-                            sc_op.neg_streams, tail.threshold, sc.hop_s),
+                            op_streams, tail.threshold, sc.hop_s),
                         "val_tail_peaks": tail.peaks, "val_tail_scale": tail.scale,
                         "val_tail_base_fa_per_hour": tail.base_fa_per_hour})
     else:
