@@ -61,6 +61,10 @@ def test_every_shipped_recipe_loads():
     assert full["data"]["engine_weights_by_kind"]["positive"]["kokoro"] > 0
     assert full["train"]["cache_draws"] > demo["train"]["cache_draws"]
     assert TrainConfig.from_dict(full["train"]).threshold_fa_per_hour == 0.5
+    # the ESPHome student distils on the data its teacher (the demo's model) trained on, plus real voice packs
+    kd = yaml.safe_load(configs.shipped("demo_micro_distilled").read_text())["data"]
+    voices = kd.pop("optional_negative_dirs")
+    assert kd == demo["data"] and any("hedgewars" in v for v in voices)
 
 
 def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
