@@ -75,6 +75,30 @@ if [ "$(ls "$KOKORO_DIR"/voices/*.bin 2>/dev/null | wc -l)" -lt 54 ]; then
     echo "[setup] npm not found: the data build goes on without Kokoro voices"
   fi
 fi
+# Real ambient sound and music (0 A.D.'s audio/ambient and audio/music, CC-BY-SA 3.0: ~3.4 h, 103 files, none in the
+# development recordings) for configs/ablation_v12_data.yaml: WAKEWORD_AMBIENT=1 fetches Debian's 0ad-data (1.4 GB
+# download, ~4.6 GB while unpacking) and keeps only those two folders (~240 MB) under $WAKEWORD_CACHE/0ad.
+AMBIENT_DIR="${WAKEWORD_CACHE:-$HOME/.cache/wakeword}/0ad"
+if [ "${WAKEWORD_AMBIENT:-0}" = "1" ] && [ ! -f "$AMBIENT_DIR/.complete" ]; then
+  if command -v apt-get >/dev/null 2>&1 && command -v unzip >/dev/null 2>&1; then
+    echo "[setup] fetching 0 A.D.'s ambient sound and music (Debian 0ad-data)"
+    mkdir -p "$AMBIENT_DIR"
+    tmp=$(mktemp -d -p "$AMBIENT_DIR")
+    if (cd "$tmp" && apt-get download 0ad-data >/dev/null 2>&1 \
+          && dpkg-deb --fsys-tarfile 0ad-data_*.deb | tar -xO ./usr/share/games/0ad/mods/public/public.zip > public.zip \
+          && rm -f 0ad-data_*.deb && unzip -q public.zip 'audio/ambient/*.ogg' 'audio/music/*.ogg'); then
+      rm -rf "$AMBIENT_DIR/ambient" "$AMBIENT_DIR/music"
+      mv "$tmp/audio/ambient" "$tmp/audio/music" "$AMBIENT_DIR/"
+      echo "0 A.D. (Debian 0ad-data 0.0.26): audio/ambient and audio/music, CC-BY-SA 3.0, Wildfire Games" \
+        > "$AMBIENT_DIR/SOURCE" && touch "$AMBIENT_DIR/.complete"
+    else
+      echo "[setup] could not fetch 0ad-data; the data build goes on without real ambient sound"
+    fi
+    rm -rf "$tmp"
+  else
+    echo "[setup] apt-get or unzip missing: skipping 0 A.D.'s ambient sound"
+  fi
+fi
 # The ESPHome (microWakeWord) export's converter, TensorFlow, in its own environment .venv-tflite (~1.3 GB, ~3 min
 # measured: docs/BENCHMARKS.md); WAKEWORD_SKIP_TFLITE=1 leaves it out (the export and its test then say how to add it).
 if [ "${WAKEWORD_SKIP_TFLITE:-0}" != "1" ]; then

@@ -75,3 +75,19 @@ def test_formant_prob_zero_replays_and_one_changes_every_window():
         assert np.array_equal(a, b) and not np.allclose(a, c, atol=1e-3)
     with pytest.raises(ValueError, match="formant_range"):
         AugmentConfig(formant_range=(1.2, 0.9))
+
+
+def test_background_folders_expand_home_and_name_a_missing_one(tmp_path, monkeypatch):
+    import soundfile as sf
+
+    from wakeword.dataset.torch_data import load_dir_audio
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "bg" / "sub").mkdir(parents=True)
+    tone = (0.1 * np.sin(np.arange(16000 * 3) * 0.05)).astype(np.float32)
+    sf.write(tmp_path / "bg" / "sub" / "a.wav", tone, 16000)
+    sf.write(tmp_path / "bg" / "b.flac", tone[:16000], 16000)
+    got = load_dir_audio(("~/bg",), max_seconds=2.0)
+    assert sorted(len(x) for x in got) == [16000, 32000]  # both files, the longer one cut at max_seconds
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_dir_audio(("~/nowhere",))

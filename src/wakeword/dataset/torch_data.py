@@ -26,17 +26,24 @@ def load_clips(rows: list[ClipRow], data_dir: str | Path, progress: bool = False
 
 
 def load_dir_audio(dirs: tuple[str, ...], max_seconds: float = 60.0) -> list[np.ndarray]:
-    """All readable audio files under ``dirs`` (unreadable ones are logged and skipped)."""
+    """All readable audio files under ``dirs`` (``~`` expanded; unreadable files are logged and skipped). A folder
+    that is not there is an error naming it; one without audio files is logged."""
     from wakeword.dataset.build import AUDIO_EXTS
 
     out = []
     for d in dirs:
-        for p in sorted(Path(d).rglob("*")):
+        root = Path(d).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"folder not found: {root} (from {d!r})")
+        n = len(out)
+        for p in sorted(root.rglob("*")):
             if p.is_file() and p.suffix.lower() in AUDIO_EXTS:
                 try:
                     out.append(load_audio(p, max_seconds=max_seconds))
                 except AudioError as exc:
                     logger.warning("skipping %s: %s", p, exc)
+        if len(out) == n:
+            logger.warning("no readable audio file in %s", root)
     return out
 
 
