@@ -563,7 +563,7 @@ def summarise_ablation(exp: AblationExperiment, done: dict, data_dir: Path) -> d
             "data_dir": str(data_dir), "real_positives_in_training": any(d.get("positive_dirs") for d in dcfgs),
             "real_audio_in_training": any(d.get("positive_dirs") or d.get("negative_dirs") or d.get("noise_dirs")
                                           for d in dcfgs) or any(
-                t.get("noise_dirs") or t.get("rir_dirs") for t in [exp.train] + [r["overrides"] for r in rows.values()]),
+                t.get("noise_dirs") or t.get("rir_dirs") for t in [exp.train, *(v or {} for v in exp.variants.values())]),
             # recordings of system packages (real speech in other languages, game and education voices)
             "packaged_recordings_in_training": any(d.get("optional_negative_dirs") for d in dcfgs)}
 
