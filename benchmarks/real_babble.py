@@ -41,7 +41,8 @@ def talker_folders(patterns: list[str]) -> list[list[Path]]:
 
 def talker(files: list[Path], n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` samples of one talker: random clips of the folder end to end, 0.1-0.6 s apart."""
-    parts, total, tries = [], 0, 0
+    parts: list[np.ndarray] = []
+    total, tries = 0, 0
     while total < n and tries < 10 * len(files) + 100:
         tries += 1
         try:
