@@ -91,3 +91,26 @@ def test_background_folders_expand_home_and_name_a_missing_one(tmp_path, monkeyp
     assert sorted(len(x) for x in got) == [16000, 32000]  # both files, the longer one cut at max_seconds
     with pytest.raises(FileNotFoundError, match="nowhere"):
         load_dir_audio(("~/nowhere",))
+
+
+def test_real_babble_sums_talkers_from_their_folders_into_long_backgrounds(tmp_path):
+    import soundfile as sf
+
+    from benchmarks.real_babble import main
+
+    for name, freq in (("a", 0.03), ("b", 0.11)):
+        d = tmp_path / "packs" / name
+        d.mkdir(parents=True)
+        for k in range(3):
+            sf.write(d / f"{k}.wav", (0.2 * np.sin(np.arange(8000 + 1000 * k) * freq)).astype(np.float32), 16000)
+    (tmp_path / "packs" / "empty").mkdir()
+    out = tmp_path / "babble"
+    assert main([str(tmp_path / "packs" / "*"), "--out", str(out), "--files", "3", "--seconds", "2"]) == 0
+    files = sorted(out.glob("*.flac"))
+    assert len(files) == 3
+    for f in files:
+        x, sr = sf.read(f)
+        assert sr == 16000 and len(x) == 32000
+        assert abs(np.max(np.abs(x)) - 0.5) < 1e-3  # peak-normalised
+        assert np.mean(np.abs(x) > 1e-3) > 0.5  # talk most of the time, with short pauses
+    assert main([str(tmp_path / "nowhere"), "--out", str(out)]) == 2
