@@ -95,7 +95,6 @@ def test_background_folders_expand_home_and_name_a_missing_one(tmp_path, monkeyp
 
 def test_real_babble_sums_talkers_from_their_folders_into_long_backgrounds(tmp_path):
     import soundfile as sf
-
     from benchmarks.real_babble import main
 
     for name, freq in (("a", 0.03), ("b", 0.11)):
