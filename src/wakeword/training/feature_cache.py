@@ -104,13 +104,17 @@ def _embed_windows(backbone, audio: torch.Tensor) -> np.ndarray:
 
 def _join(parts_dir: Path, n_total: int, shape_tail: tuple, out: Path) -> np.ndarray:
     tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp.npy")  # per process: two runs may build one cache at once
-    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n_total, *shape_tail))
-    for start in range(0, n_total, CHUNK):
-        part = np.load(parts_dir / f"part-{start:09d}.npy")
-        arr[start:start + len(part)] = part
-    arr.flush()
-    del arr
-    tmp.replace(out)
+    try:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n_total, *shape_tail))
+        for start in range(0, n_total, CHUNK):
+            part = np.load(parts_dir / f"part-{start:09d}.npy")
+            arr[start:start + len(part)] = part
+        arr.flush()
+        del arr
+        tmp.replace(out)
+    except BaseException:  # e.g. another run joined first and dropped the chunks: leave no half-written file
+        tmp.unlink(missing_ok=True)
+        raise
     _drop_parts(parts_dir)
     return np.load(out, mmap_mode="r")
 
