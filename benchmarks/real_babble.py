@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from wakeword.audio.io import AudioError, load_audio
-from wakeword.defaults import AUDIO_EXTENSIONS, SAMPLE_RATE
+from wakeword.defaults import SAMPLE_RATE, is_audio
 
 
 def talker_folders(patterns: list[str]) -> list[list[Path]]:
@@ -33,7 +33,7 @@ def talker_folders(patterns: list[str]) -> list[list[Path]]:
     out = []
     for pat in patterns:
         for d in sorted(glob.glob(str(Path(pat).expanduser()))):
-            files = sorted(p for p in Path(d).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            files = sorted(p for p in Path(d).rglob("*") if p.is_file() and is_audio(p))
             if files:
                 out.append(files)
     return out
